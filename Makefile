@@ -1,0 +1,42 @@
+# Two commands matter: `make run` (the fleet, or the sandbox demo when no token is configured)
+# and `make test` (the whole suite). Both create/refresh the virtualenv in .venv by themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+define HAS_TOKENS
+import os, sys
+from dotenv import load_dotenv
+from utils.config import discover_bot_indices
+load_dotenv(".env", override=False)
+sys.exit(0 if discover_bot_indices(os.environ) else 1)
+endef
+export HAS_TOKENS
+
+.PHONY: run test venv demo sandbox check clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check ".[dev]"
+	@rm -rf build *.egg-info
+	@touch $(STAMP)
+
+# Real bots when .env (or the environment) has a BOT_TOKEN_n, else the sandbox demo.
+run: $(STAMP)
+	@if $(PY) -c "$$HAS_TOKENS"; then $(PY) process_manager.py; else $(PY) -m sandbox.demo; fi
+
+demo: $(STAMP)
+	$(PY) -m sandbox.demo
+
+sandbox: $(STAMP)
+	$(PY) -m sandbox
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) logs .pytest_cache

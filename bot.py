@@ -1,0 +1,174 @@
+"""One music bot of the fleet: `python bot.py --bot N` runs the bot whose token is BOT_TOKEN_N.
+
+Exit codes: 0 when asked to stop (SIGTERM/SIGINT), 78 on a configuration error (missing or
+rejected token: a supervisor must not restart it), anything else is a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import discord
+import wavelink
+from discord.ext import commands
+
+from commands import EXTENSIONS
+from utils.config import EX_CONFIG, ConfigError, Settings
+from utils.endpoints import apply_endpoint_overrides
+from utils.lavalink import NodeLink
+from utils.log import setup_logging
+from utils.replies import report_error
+
+log = logging.getLogger("bot")
+
+# Close codes after which Discord will not let this token in without an operator fixing something.
+_FATAL_CLOSE_CODES = {
+    4004: "Discord rejected the token (gateway close 4004)",
+    4010: "invalid shard",
+    4011: "sharding required",
+    4012: "invalid gateway API version",
+    4013: "invalid intents",
+    4014: "privileged intents are not enabled for this application",
+}
+
+
+def build_intents() -> discord.Intents:
+    """The least a slash-command music bot needs: guilds (channels, roles) and voice states."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.voice_states = True
+    return intents
+
+
+class MusicBot(commands.Bot):
+    settings: Settings
+    lavalink: NodeLink
+
+    def __init__(self, settings: Settings) -> None:
+        intents = build_intents()
+        super().__init__(
+            command_prefix=commands.when_mentioned,  # unused: slash commands only
+            help_command=None,
+            intents=intents,
+            application_id=settings.client_id,
+            member_cache_flags=discord.MemberCacheFlags.from_intents(intents),  # voice members only
+            chunk_guilds_at_startup=False,
+            max_messages=None,  # no message cache: we never read messages
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings = settings
+
+    async def setup_hook(self) -> None:
+        self.tree.on_error = report_error  # one answer per failure; cogs define no handlers of their own
+        for extension in EXTENSIONS:
+            try:
+                await self.load_extension(extension)
+            except Exception:
+                log.exception("failed to load extension %s", extension)
+        self.lavalink = NodeLink(self, self.settings.lavalink_nodes)
+        self.lavalink.start()
+        # Commands are registered by register_commands.py, never on start-up (global syncs are rate limited).
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("ready as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds))
+
+    async def on_resumed(self) -> None:
+        log.info("gateway session resumed")
+
+    async def on_wavelink_node_ready(self, payload: wavelink.NodeReadyEventPayload) -> None:
+        log.info("Lavalink node %s ready (session %s, resumed %s)", payload.node.identifier, payload.session_id,
+                 payload.resumed)
+        self.lavalink.watch(payload.node)
+
+    async def on_wavelink_node_disconnected(self, payload: wavelink.NodeDisconnectedEventPayload) -> None:
+        log.warning("Lavalink node %s disconnected", payload.node.identifier)
+
+    async def close(self) -> None:
+        """Leave voice cleanly, then close Lavalink and the gateway."""
+        if self.is_closed():
+            return await super().close()
+        for voice in list(self.voice_clients):
+            try:
+                await asyncio.wait_for(voice.disconnect(force=True), timeout=2)
+            except Exception:
+                log.warning("could not leave voice in guild %s cleanly", getattr(voice, "guild", None), exc_info=True)
+        if hasattr(self, "lavalink"):
+            await self.lavalink.close()
+        await super().close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Run one music bot of the fleet. Reads BOT_TOKEN_N (or BOT_TOKEN with BOT_ID) and the rest "
+        "of the configuration from the environment and .env.",
+        epilog="Exit codes: 0 stopped on request, 78 configuration error (do not restart), other = crash.",
+    )
+    parser.add_argument("--bot", type=int, metavar="N", help="bot number N: use BOT_TOKEN_N (default: BOT_ID or 1)")
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env; missing is fine)")
+    return parser.parse_args(argv)
+
+
+async def run(settings: Settings) -> int:
+    """Run until stopped. Returns the process exit code."""
+    apply_endpoint_overrides(settings.api_base, settings.gateway_url)
+    bot = MusicBot(settings)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+
+    def request_stop(sig: signal.Signals) -> None:
+        if not stop_requested.is_set():
+            log.info("%s received, shutting down", sig.name)
+            stop_requested.set()
+            asyncio.ensure_future(bot.close())
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_stop, sig)
+
+    try:
+        async with bot:
+            await bot.start(settings.token, reconnect=True)
+    except discord.LoginFailure:
+        log.error("%s was rejected by Discord (401 Unauthorized): check the token", settings.token_var)
+        return EX_CONFIG
+    except discord.PrivilegedIntentsRequired:
+        log.error("%s: %s", settings.token_var, _FATAL_CLOSE_CODES[4014])
+        return EX_CONFIG
+    except discord.ConnectionClosed as exc:
+        if exc.code in _FATAL_CLOSE_CODES:
+            log.error("%s: %s", settings.token_var, _FATAL_CLOSE_CODES[exc.code])
+            return EX_CONFIG
+        if stop_requested.is_set():
+            return 0
+        raise
+    if stop_requested.is_set():
+        log.info("stopped")
+        return 0
+    log.error("the client stopped without being asked to")
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from dotenv import load_dotenv
+
+    load_dotenv(args.env_file, override=False)
+    try:
+        settings = Settings.from_env(args.bot)
+    except ConfigError as exc:
+        prefix = f"[Bot {args.bot}] " if args.bot else ""
+        print(f"{prefix}configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    setup_logging(settings.bot_index, settings.log_level, settings.log_dir, secrets=settings.secrets)
+    try:
+        return asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""The bot's cogs. EXTENSIONS is the single list both bot.py and register_commands.py load."""
+
+EXTENSIONS: tuple[str, ...] = (
+    "commands.meta",
+    "commands.playback",
+    "commands.queue",
+    "commands.panel",
+)

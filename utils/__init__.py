@@ -1,0 +1,1 @@
+"""Helpers shared by bot.py and the cogs. Never imports `commands/` or `sandbox/`."""
