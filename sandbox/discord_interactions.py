@@ -1,0 +1,228 @@
+"""Interactions: the INTERACTION_CREATE payloads the sandbox dispatches and what the bot answered."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from .discord_state import BotApp, DiscordState, make_interaction_token
+
+log = logging.getLogger(__name__)
+
+# Interaction types and callback types (reference §3.1).
+APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
+PONG, MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE, AUTOCOMPLETE_RESULT, MODAL = 1, 4, 5, 6, 7, 8, 9
+EPHEMERAL, LOADING = 1 << 6, 1 << 7
+ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+# Option types.
+OPT_SUBCOMMAND, OPT_GROUP, OPT_STRING, OPT_INTEGER, OPT_BOOLEAN, OPT_NUMBER = 1, 2, 3, 4, 5, 10
+
+
+@dataclass
+class InteractionRecord:
+    """One dispatched interaction and everything the bot did with it."""
+
+    id: int
+    token: str
+    application_id: int
+    type: int
+    guild_id: int
+    channel_id: int
+    user_id: int
+    payload: dict[str, Any]
+    dispatched_at: float = field(default_factory=time.monotonic)
+    component_message_id: int | None = None
+    callback_type: int | None = None
+    callback_data: dict[str, Any] = field(default_factory=dict)
+    callback_at: float | None = None
+    response_message_id: int | None = None
+    original_message_id: int | None = None
+    original_edits: int = 0
+    followups: list[dict[str, Any]] = field(default_factory=list)
+    callback_attempts: list[int] = field(default_factory=list)  # HTTP status of every callback POST
+
+    @property
+    def answered(self) -> bool:
+        """True once a user would see an answer (deferred ones need an edit or a follow-up)."""
+        if self.callback_type is None:
+            return False
+        if self.callback_type in (DEFERRED_MESSAGE, DEFERRED_UPDATE):
+            return self.original_edits > 0 or bool(self.followups)
+        return True
+
+
+class InteractionResult:
+    """What the bot answered to an interaction, read live from the emulator's state."""
+
+    def __init__(self, record: InteractionRecord, state: DiscordState,
+                 waiter: Callable[[Callable[[], bool], float], Awaitable[None]]) -> None:
+        self.record = record
+        self._state = state
+        self._wait = waiter
+        self._snapshot: dict[str, Any] = {}
+
+    @property
+    def interaction_id(self) -> int:
+        return self.record.id
+
+    @property
+    def callback_type(self) -> int | None:
+        return self.record.callback_type
+
+    @property
+    def deferred(self) -> bool:
+        return self.record.callback_type in (DEFERRED_MESSAGE, DEFERRED_UPDATE)
+
+    @property
+    def message_id(self) -> int | None:
+        return self.record.original_message_id
+
+    @property
+    def message(self) -> dict[str, Any] | None:
+        """The visible answer: the response/updated/edited message, else the first follow-up."""
+        if self.record.original_message_id is not None and (self.deferred is False or self.record.original_edits):
+            message = self._state.messages.get(self.record.original_message_id)
+            if message is not None:
+                self._snapshot = message
+                return message
+            return self._snapshot or None
+        if self.record.followups:
+            return self.record.followups[0]
+        return None
+
+    @property
+    def content(self) -> str | None:
+        message = self.message
+        if message is None:
+            return self.record.callback_data.get("content")
+        return message.get("content")
+
+    @property
+    def embeds(self) -> list[dict[str, Any]]:
+        message = self.message
+        return list((message or self.record.callback_data).get("embeds") or [])
+
+    @property
+    def components(self) -> list[dict[str, Any]]:
+        message = self.message
+        return list((message or self.record.callback_data).get("components") or [])
+
+    @property
+    def flags(self) -> int:
+        message = self.message
+        return int((message or self.record.callback_data).get("flags") or 0)
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.flags & EPHEMERAL)
+
+    @property
+    def followups(self) -> list[dict[str, Any]]:
+        return self.record.followups
+
+    @property
+    def choices(self) -> list[dict[str, Any]]:
+        return list(self.record.callback_data.get("choices") or [])
+
+    @property
+    def modal(self) -> dict[str, Any] | None:
+        return self.record.callback_data if self.record.callback_type == MODAL else None
+
+    @property
+    def latency(self) -> float | None:
+        if self.record.callback_at is None:
+            return None
+        return self.record.callback_at - self.record.dispatched_at
+
+    async def wait_followup(self, n: int = 1, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until at least n follow-ups exist; returns the n-th."""
+        await self._wait(lambda: len(self.record.followups) >= n, timeout)
+        return self.record.followups[n - 1]
+
+    def __repr__(self) -> str:
+        return (f"<InteractionResult id={self.record.id} callback={self.callback_type} "
+                f"content={self.content!r} followups={len(self.followups)}>")
+
+
+class InteractionTimeout(TimeoutError):
+    """The bot gave no visible answer in time; `received` holds what did arrive."""
+
+    def __init__(self, message: str, received: InteractionResult) -> None:
+        super().__init__(message)
+        self.received = received
+
+
+class CommandNotAvailable(Exception):
+    """Discord would not show this command to this member (default_member_permissions)."""
+
+
+def _option_type(value: Any) -> int:
+    if isinstance(value, bool):
+        return OPT_BOOLEAN
+    if isinstance(value, int):
+        return OPT_INTEGER
+    if isinstance(value, float):
+        return OPT_NUMBER
+    return OPT_STRING
+
+
+def _leaf_options(options: dict[str, Any], schema: list[dict[str, Any]], focused: str | None) -> list[dict[str, Any]]:
+    types = {o.get("name"): o.get("type") for o in schema}
+    built = []
+    for name, value in options.items():
+        if isinstance(value, dict) and "type" in value:
+            opt = {"name": name, **value}
+        else:
+            opt = {"name": name, "type": types.get(name) or _option_type(value), "value": value}
+        if name == focused:
+            opt["focused"] = True
+        built.append(opt)
+    return built
+
+
+def build_command_data(command: str, options: dict[str, Any] | None, registered: dict[str, Any] | None,
+                       command_id: int, guild_id: int | None, focused: str | None = None) -> dict[str, Any]:
+    """`data` of a chat-input interaction; "queue show" becomes a subcommand, "a b c" group + subcommand."""
+    parts = command.split()
+    schema = list((registered or {}).get("options") or [])
+    path: list[tuple[str, int]] = []
+    for depth, part in enumerate(parts[1:]):
+        kind = OPT_GROUP if depth == 0 and len(parts) == 3 else OPT_SUBCOMMAND
+        path.append((part, kind))
+        schema = next((list(o.get("options") or []) for o in schema if o.get("name") == part), [])
+    leaf = _leaf_options(dict(options or {}), schema, focused)
+    for name, kind in reversed(path):
+        leaf = [{"name": name, "type": kind, "options": leaf}]
+    data: dict[str, Any] = {"id": str(command_id), "name": parts[0], "type": 1, "options": leaf}
+    if guild_id is not None:
+        data["guild_id"] = str(guild_id)
+    return data
+
+
+def build_interaction(state: DiscordState, app: BotApp, *, type_: int, guild_id: int, channel_id: int,
+                      user_id: int, data: dict[str, Any], message: dict[str, Any] | None = None) -> InteractionRecord:
+    """An INTERACTION_CREATE payload shaped like real Discord's (reference §2.8)."""
+    interaction_id = state.ids.next()
+    token = make_interaction_token(interaction_id)
+    guild = state.guild(guild_id)
+    member = guild.members.get(user_id)
+    if member is None:
+        raise KeyError(f"user {user_id} is not a member of guild {guild_id}")
+    channel = state.channels[channel_id]
+    payload: dict[str, Any] = {
+        "id": str(interaction_id), "application_id": str(app.application_id), "type": type_, "token": token,
+        "version": 1, "guild_id": str(guild_id), "channel_id": str(channel_id), "channel": channel.to_dict(),
+        "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
+        "member": member.to_dict(permissions=state.permissions_for(guild_id, user_id, channel_id)),
+        "app_permissions": str(state.permissions_for(guild_id, app.user_id, channel_id)),
+        "locale": "en-US", "guild_locale": "en-US", "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+        "entitlements": [], "entitlement_sku_ids": [], "authorizing_integration_owners": {"0": str(guild_id)},
+        "context": 0, "data": data,
+    }
+    if message is not None:
+        payload["message"] = message
+    return InteractionRecord(id=interaction_id, token=token, application_id=app.application_id, type=type_,
+                             guild_id=guild_id, channel_id=channel_id, user_id=user_id, payload=payload,
+                             component_message_id=int(message["id"]) if message else None)
