@@ -1,0 +1,724 @@
+"""Run the fleet for development and small deployments: one `bot.py --bot n` child per BOT_TOKEN_n.
+
+The manager mirrors supervisord's process state machine (STOPPED, STARTING, RUNNING, BACKOFF, STOPPING,
+EXITED, FATAL), prefixes every child line with `[Bot n]`, prints a status table, and stops the fleet
+gracefully on SIGTERM/SIGINT. It imports no discord/wavelink code: every megabyte held here is paid once
+more next to N bots. `supervisord.conf` is the production front-end for the same contract.
+
+Shape (honcho style): `BotProcess` (one child's life and state), `FleetManager` (owns the processes,
+the signals and `tick(now)`), `Printer` (prefixes and colours). How a child is started sits behind one
+seam, the `spawn` callable (`SubprocessSpawner` today; a fork server could replace it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from utils.config import EX_CONFIG, ConfigError, check_token_shape, discover_bot_indices, parse_lavalink_nodes
+
+log = logging.getLogger("process_manager")  # feeds logs/manager.log once main() adds a handler
+
+HERE = Path(__file__).resolve().parent
+POLL_INTERVAL = 0.1  # seconds between ticks of the run loop
+EOF_GRACE = 1.0  # after a child exits, wait this long at most for the rest of its output
+DEFAULT_API_BASE = "https://discord.com/api/v10"
+USER_AGENT = "DiscordBot (music-fleet process_manager, 0.1)"  # Discord's edge rejects urllib's default agent
+
+
+class ProcessState(enum.IntEnum):
+    """supervisord's states and numbers (supervisor/states.py)."""
+
+    STOPPED = 0
+    STARTING = 10
+    RUNNING = 20
+    BACKOFF = 30
+    STOPPING = 40
+    EXITED = 100
+    FATAL = 200
+
+
+RUNNING_STATES = (ProcessState.STARTING, ProcessState.RUNNING, ProcessState.BACKOFF)
+STOPPED_STATES = (ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL)
+_LIVE_STATES = (ProcessState.STARTING, ProcessState.RUNNING, ProcessState.STOPPING)  # a child exists
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """Per-bot policy, named like supervisord's program options."""
+
+    startsecs: float = 3.0  # uptime after which STARTING becomes RUNNING
+    startretries: int = 5  # consecutive failures allowed before FATAL
+    stopwaitsecs: float = 10.0  # SIGTERM -> SIGKILL grace
+    backoff_cap: float = 60.0  # exponential backoff 1, 2, 4 ... s, capped here
+    stablesecs: float = 60.0  # RUNNING this long resets the failure count and the backoff
+    exitcodes: tuple[int, ...] = (0,)  # expected exits from RUNNING: not restarted (autorestart=unexpected)
+
+
+class Child(Protocol):
+    """A started child as the manager sees it; `poll()` reaps it and returns its status once it has exited."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def signal(self, sig: int) -> None: ...
+
+
+Spawn = Callable[[int, Callable[[str], None]], Child]  # (bot index, one-line output callback) -> Child
+
+
+def describe_exit(status: int | None) -> str:
+    if status is None:
+        return "spawn error"
+    if status < 0:
+        try:
+            return f"signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"signal {-status}"
+    return f"exit {status}"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+class BotProcess:
+    """One bot's child and its supervisord-style state. Every state change goes through `_change_state`."""
+
+    def __init__(self, index: int, config: ProcessConfig, spawn: Spawn,
+                 notify: Callable[[str], None], output: Callable[[str], None]) -> None:
+        self.index = index
+        self.name = f"Bot {index}"
+        self.config = config
+        self.state = ProcessState.STOPPED
+        self.child: Child | None = None
+        self.pid: int | None = None
+        self.laststart = 0.0
+        self.backoff = 0  # consecutive failures since the last stable run
+        self.delay = 0.0  # BACKOFF: earliest restart time
+        self.exitstatus: int | None = None
+        self.last_exit_at: float | None = None
+        self.starts = 0
+        self.restarts = 0
+        self.autostart = True  # cleared by stop(): a stopped bot is never started again
+        self.stop_deadline = 0.0
+        self.killed = False
+        self._spawn, self._notify, self._output = spawn, notify, output
+
+    def _change_state(self, new: ProcessState, detail: str = "") -> None:
+        old, self.state = self.state, new
+        self._notify(f"{self.name}: {old.name} -> {new.name}" + (f" ({detail})" if detail else ""))
+
+    def _assert_in_state(self, *states: ProcessState) -> None:
+        if self.state not in states:
+            allowed = ", ".join(s.name for s in states)
+            raise AssertionError(f"{self.name}: in state {self.state.name}, expected one of {allowed}")
+
+    def wants_spawn(self, now: float) -> bool:
+        """STOPPED (first start) or BACKOFF with the delay elapsed and retries left."""
+        if self.state is ProcessState.STOPPED:
+            return self.autostart
+        return (self.state is ProcessState.BACKOFF and now >= self.delay
+                and self.backoff <= self.config.startretries)
+
+    def spawn(self, now: float) -> None:
+        self._assert_in_state(ProcessState.STOPPED, ProcessState.BACKOFF, ProcessState.EXITED, ProcessState.FATAL)
+        self.restarts += 1 if self.starts else 0
+        self.starts += 1
+        self.laststart, self.killed = now, False
+        try:
+            self.child = self._spawn(self.index, self._output)
+        except OSError as exc:
+            self._change_state(ProcessState.STARTING)
+            self._notify(f"{self.name}: could not start: {exc}")
+            self.exitstatus, self.last_exit_at = None, now
+            self._enter_backoff(now, "spawn error")
+            return
+        self.pid = self.child.pid
+        self._change_state(ProcessState.STARTING, f"pid {self.pid}")
+
+    def stop(self, now: float) -> None:
+        """SIGTERM the child (STARTING/RUNNING -> STOPPING); BACKOFF -> STOPPED at once."""
+        self.autostart = False
+        if self.state in (ProcessState.STARTING, ProcessState.RUNNING):
+            assert self.child is not None
+            self.child.signal(signal.SIGTERM)
+            self.stop_deadline = now + self.config.stopwaitsecs
+            self._change_state(ProcessState.STOPPING, f"SIGTERM sent to pid {self.pid}")
+        elif self.state is ProcessState.BACKOFF:
+            self._change_state(ProcessState.STOPPED, "stop requested during backoff")
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the child's process group (only while STOPPING)."""
+        self._assert_in_state(ProcessState.STOPPING)
+        if self.child is not None and not self.killed:
+            self.killed = True
+            self._notify(f"{self.name}: {reason}: SIGKILL to pid {self.pid}")
+            self.child.signal(signal.SIGKILL)
+
+    def transition(self, now: float) -> None:
+        """Take the transitions that are due at `now` (supervisord's `transition()`)."""
+        if self.state in _LIVE_STATES and self.child is not None:
+            status = self.child.poll()
+            if status is not None:
+                self._finish(status, now)
+        cfg = self.config
+        if self.state is ProcessState.STARTING and now - self.laststart >= cfg.startsecs:
+            self._change_state(ProcessState.RUNNING, f"up for {cfg.startsecs:g} s")
+        elif self.state is ProcessState.RUNNING and self.backoff and now - self.laststart >= cfg.stablesecs:
+            self.backoff = 0
+            self._notify(f"{self.name}: stable for {cfg.stablesecs:g} s, backoff reset")
+        elif self.state is ProcessState.STOPPING and not self.killed and now >= self.stop_deadline:
+            self.kill(f"still running {cfg.stopwaitsecs:g} s after SIGTERM")
+        elif self.state is ProcessState.BACKOFF and self.backoff > cfg.startretries:
+            self._change_state(ProcessState.FATAL, f"gave up after {self.backoff} consecutive failures")
+
+    def _finish(self, status: int, now: float) -> None:
+        """The child exited with `status` (negative: killed by that signal)."""
+        uptime = now - self.laststart
+        self.child, self.pid = None, None
+        self.exitstatus, self.last_exit_at = status, now
+        what = f"{describe_exit(status)} after {uptime:.1f} s"
+        if self.state is ProcessState.STOPPING:
+            self._change_state(ProcessState.STOPPED, what)
+            return
+        if self.state is ProcessState.STARTING and uptime >= self.config.startsecs:
+            self._change_state(ProcessState.RUNNING, f"up for {self.config.startsecs:g} s")  # not too quickly
+        if status == EX_CONFIG:
+            self._notify(f"{self.name} exited {EX_CONFIG} (configuration error): not restarting")
+            if self.state is ProcessState.RUNNING:
+                self._change_state(ProcessState.EXITED, what)
+            else:
+                self._change_state(ProcessState.FATAL, what)
+        elif self.state is ProcessState.RUNNING and status in self.config.exitcodes:
+            self._change_state(ProcessState.EXITED, f"{what}, expected: not restarting")
+        else:
+            self._enter_backoff(now, what)
+
+    def _enter_backoff(self, now: float, what: str) -> None:
+        self._assert_in_state(ProcessState.STARTING, ProcessState.RUNNING)
+        if self.state is ProcessState.RUNNING and now - self.laststart >= self.config.stablesecs:
+            self.backoff = 0  # crashed after a stable run: a fresh failure, not part of a loop
+        self.backoff += 1
+        if self.backoff > self.config.startretries:
+            self._change_state(ProcessState.BACKOFF, f"{what}, too many failures")
+            return
+        wait = min(self.config.backoff_cap, 2.0 ** (self.backoff - 1))
+        self.delay = now + wait
+        self._change_state(ProcessState.BACKOFF, f"{what}, restart in {wait:g} s")
+
+
+class FleetManager:
+    """Owns the bots, drives them with `tick(now)`, handles signals and prints the status table."""
+
+    def __init__(self, indices: Iterable[int], *, spawn: Spawn, printer: Printer,
+                 clock: Callable[[], float] = time.monotonic, config: ProcessConfig | None = None,
+                 stagger: float = 0.5, status_interval: float = 30.0,
+                 memory: Callable[[int], int | None] | None = None) -> None:
+        self.printer, self.clock = printer, clock
+        self.config = config or ProcessConfig()
+        self.stagger, self.status_interval = stagger, status_interval
+        self.memory = memory or process_rss
+        self.processes: dict[int, BotProcess] = {
+            n: BotProcess(n, self.config, spawn, printer.notice, self._output_for(n)) for n in sorted(indices)
+        }
+        self.stopping = False
+        self._last_spawn = float("-inf")
+        self._next_status: float | None = None
+
+    def _output_for(self, index: int) -> Callable[[str], None]:
+        return lambda line: self.printer.child_line(index, line)
+
+    def tick(self, now: float | None = None) -> None:
+        """One step: reap, take due transitions, start what is due (spaced by `stagger`), print status."""
+        now = self.clock() if now is None else now
+        for proc in self.processes.values():
+            proc.transition(now)
+        if not self.stopping:
+            for proc in self.processes.values():
+                if proc.wants_spawn(now) and now - self._last_spawn >= self.stagger:
+                    proc.spawn(now)
+                    self._last_spawn = now
+        if self.status_interval > 0 and not self.stopping:
+            if self._next_status is None:
+                self._next_status = now + self.status_interval
+            elif now >= self._next_status:
+                self._next_status = now + self.status_interval
+                self.print_status(now)
+
+    def stop_all(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self.stopping = True
+        for proc in self.processes.values():
+            proc.stop(now)
+
+    def kill_all(self, reason: str) -> None:
+        for proc in self.processes.values():
+            if proc.state is ProcessState.STOPPING:
+                proc.kill(reason)
+
+    def handle_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGUSR1:
+            self.print_status(self.clock())
+        elif not self.stopping:
+            self.printer.notice(f"{name} received: stopping all bots (SIGKILL after {self.config.stopwaitsecs:g} s)")
+            self.stop_all()
+        elif signum == signal.SIGINT:
+            self.kill_all("second SIGINT")
+        else:
+            self.printer.notice(f"{name} received: already stopping")
+
+    @property
+    def finished(self) -> bool:
+        """Every bot is done: stopped on request, or ended EXITED/FATAL on its own."""
+        ended = STOPPED_STATES if self.stopping else (ProcessState.EXITED, ProcessState.FATAL)
+        return all(p.state in ended and p.child is None for p in self.processes.values())
+
+    @property
+    def exit_code(self) -> int:
+        """0 after a requested stop or if every bot exited 0; 78 if they ended on 78 (configuration); else 1."""
+        if self.stopping:
+            return 0
+        procs = self.processes.values()
+        if any(p.state is ProcessState.FATAL and p.exitstatus != EX_CONFIG for p in procs):
+            return 1
+        if all(p.exitstatus == 0 for p in procs):
+            return 0
+        return EX_CONFIG if all(p.exitstatus in (0, EX_CONFIG) for p in procs) else 1
+
+    def status_rows(self, now: float) -> list[tuple[str, ...]]:
+        rows = []
+        for proc in self.processes.values():
+            alive = proc.pid is not None and proc.state in _LIVE_STATES
+            rss = self.memory(proc.pid) if alive and proc.pid is not None else None
+            last = "-"
+            if proc.last_exit_at is not None:
+                last = f"{describe_exit(proc.exitstatus)}, {format_duration(now - proc.last_exit_at)} ago"
+            rows.append((proc.name, proc.state.name, str(proc.pid) if alive else "-",
+                         format_duration(now - proc.laststart) if alive else "-", str(proc.restarts),
+                         f"{rss / 2**20:.1f} MB" if rss is not None else "-", last))
+        return rows
+
+    def print_status(self, now: float) -> None:
+        self.printer.block(format_status_table(self.status_rows(now)))
+
+    def run(self) -> int:
+        """The real loop: install signal handlers, tick until finished, never leave a child behind."""
+        pending: deque[int] = deque()  # handlers only append; the loop does the work (no locks in handlers)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+        previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum)) for sig in handled}
+        try:
+            while True:
+                while pending:
+                    self.handle_signal(pending.popleft())
+                self.tick()
+                if self.finished:
+                    break
+                time.sleep(POLL_INTERVAL)
+        finally:
+            self._kill_leftovers()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        code = self.exit_code
+        self.printer.notice(f"all bots stopped, manager exiting with status {code}")
+        return code
+
+    def _kill_leftovers(self) -> None:
+        """Only reached with live children if the loop failed: SIGKILL and reap them."""
+        live = [p.child for p in self.processes.values() if p.child is not None]
+        for child in live:
+            child.signal(signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while live and time.monotonic() < deadline:
+            live = [c for c in live if c.poll() is None]
+            time.sleep(0.05)
+
+
+def format_status_table(rows: Sequence[Sequence[str]]) -> list[str]:
+    header = ("BOT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT")
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+
+
+def process_rss(pid: int) -> int | None:
+    """Resident memory of `pid` in bytes, or None (psutil missing, process gone)."""
+    try:
+        import psutil  # lazy: only the status table needs it
+    except ImportError:
+        return None
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return None
+
+
+_COLOURS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95", "94", "91")
+_RESET = "\x1b[0m"
+
+
+class Printer:
+    """Writes `[Bot n]`-prefixed child lines and `[manager]` notices; colour only on a TTY; thread-safe."""
+
+    def __init__(self, stream: IO[str] | None = None, *, indices: Iterable[int] = (), colour: bool | None = None,
+                 timestamps: bool = True, secrets: Iterable[str] = ()) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        if colour is None:
+            isatty = getattr(self.stream, "isatty", None)
+            colour = bool(isatty and isatty())
+        self.colour, self.timestamps = colour, timestamps
+        self.width = max((len(f"[Bot {n}]") for n in indices), default=len("[Bot 1]"))
+        self._secrets = tuple(s for s in secrets if s and len(s) >= 6)
+        self._lock = threading.Lock()
+
+    def _paint(self, tag: str, code: str) -> str:
+        return f"\x1b[{code}m{tag}{_RESET}" if self.colour else tag
+
+    def child_line(self, index: int, line: str) -> None:
+        """A line of bot n's output; lines the bot already prefixed with `[Bot n]` keep their own prefix."""
+        own, code = f"[Bot {index}]", _COLOURS[(index - 1) % len(_COLOURS)]
+        line = line.rstrip("\r\n")
+        if line.startswith(own):
+            self._write(self._paint(own, code) + line[len(own):])
+        else:
+            self._write(self._paint(own, code) + (" " * (self.width - len(own) + 1) + line if line else ""))
+
+    def notice(self, message: str) -> None:
+        """One manager notice (also written to logs/manager.log via the logger)."""
+        log.info("%s", message)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S ") if self.timestamps else ""
+        self._write(f"{self._paint('[manager]', '1')} {stamp}{message}")
+
+    def block(self, lines: Iterable[str]) -> None:
+        """Several notice lines printed together (the status table), without timestamps."""
+        lines = list(lines)
+        for line in lines:
+            log.info("%s", line)
+        with self._lock:
+            for line in lines:
+                self._write_unlocked(f"{self._paint('[manager]', '1')} {line}")
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self._write_unlocked(text)
+
+    def _write_unlocked(self, text: str) -> None:
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # closed or broken stdout: keep supervising, the bots still log to files
+            log.debug("could not write to the console", exc_info=True)
+
+
+class PopenChild:
+    """A `subprocess.Popen` child in its own session, its merged output pumped by a thread."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], on_line: Callable[[str], None]) -> None:
+        self._popen, self.pid = popen, popen.pid
+        self._eof = threading.Event()
+        self._exited_at: float | None = None
+        threading.Thread(target=self._pump, args=(on_line,), name=f"output-{self.pid}", daemon=True).start()
+
+    def _pump(self, on_line: Callable[[str], None]) -> None:
+        stdout = self._popen.stdout
+        assert stdout is not None
+        try:
+            for raw in iter(lambda: stdout.readline(1 << 16), b""):
+                on_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        finally:
+            stdout.close()
+            self._eof.set()
+
+    def poll(self) -> int | None:
+        if self._popen.returncode is not None:
+            return self._popen.returncode
+        if hasattr(os, "waitid"):  # peek without reaping: while a zombie, its process group id stays ours
+            try:
+                if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                    return None
+            except ChildProcessError:
+                return self._popen.poll()
+            self._killpg(signal.SIGKILL)  # killasgroup: nothing the bot started outlives it
+        elif self._popen.poll() is None:
+            return None
+        if not self._eof.is_set():  # print its last lines before its exit is reported
+            self._exited_at = self._exited_at or time.monotonic()
+            if time.monotonic() - self._exited_at < EOF_GRACE:
+                return None
+        return self._popen.wait()
+
+    def signal(self, sig: int) -> None:
+        if self._popen.returncode is None:  # never signal a reaped pid: it may belong to someone else now
+            self._killpg(sig)
+
+    def _killpg(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            self._popen.send_signal(sig)
+
+
+class SubprocessSpawner:
+    """The default spawn seam: `python bot.py --bot n`, token inherited through the environment."""
+
+    def __init__(self, script: Path = HERE / "bot.py", python: str = sys.executable, cwd: Path = HERE) -> None:
+        self.script, self.python, self.cwd = script, python, cwd
+
+    def command(self, index: int) -> list[str]:
+        return [self.python, str(self.script), "--bot", str(index)]
+
+    def __call__(self, index: int, on_line: Callable[[str], None]) -> PopenChild:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        popen = subprocess.Popen(self.command(index), cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        return PopenChild(popen, on_line)
+
+
+# --- configuration and --check ------------------------------------------------------------------------
+
+
+class SelectionError(Exception):
+    """A bot selection that cannot run; the message names variables, never values."""
+
+
+def parse_bot_selection(text: str) -> list[int]:
+    """'1,3-5' -> [1, 3, 4, 5]. Raises ValueError on anything else."""
+    chosen: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        low, sep, high = part.partition("-")
+        if not low.strip().isdigit() or (sep and not high.strip().isdigit()):
+            raise ValueError(f"invalid bot selection {text!r}: use numbers and ranges like 1,3-5")
+        first, last = int(low), int(high) if sep else int(low)
+        if first < 1 or last < first:
+            raise ValueError(f"invalid bot range {part!r}: bots are numbered from 1, ranges go low-high")
+        chosen.update(range(first, last + 1))
+    return sorted(chosen)
+
+
+def select_bots(selection: list[int] | None, env: Mapping[str, str]) -> list[int]:
+    """The bots to run: `selection` (each must have a token) or every BOT_TOKEN_n found in `env`."""
+    found = discover_bot_indices(env)
+    if selection is None:
+        if not found:
+            raise SelectionError("no bot token configured: set BOT_TOKEN_1, BOT_TOKEN_2, ... (one per bot) "
+                                 "in .env or the environment")
+        return found
+    missing = [f"BOT_TOKEN_{n}" for n in selection if n not in found]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise SelectionError(f"{', '.join(missing)} {verb} not set, but selected with --bots")
+    return selection
+
+
+def _http_get_json(url: str, headers: Mapping[str, str], timeout: float) -> object:
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) URLs only)
+        return json.loads(response.read().decode("utf-8"))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else exc
+    return str(exc) or type(exc).__name__
+
+
+def check_bot(index: int, env: Mapping[str, str], timeout: float = 10.0) -> tuple[bool, str]:
+    """GET /users/@me with the bot's token: (ok, one line for the operator)."""
+    var = f"BOT_TOKEN_{index}"
+    token = env.get(var, "").strip()
+    try:
+        check_token_shape(token, var)
+    except ConfigError as exc:
+        return False, f"Bot {index}: ERROR — {exc}"
+    base = (env.get("DISCORD_API_BASE", "").strip() or DEFAULT_API_BASE).rstrip("/")
+    try:
+        user = _http_get_json(f"{base}/users/@me", {"Authorization": f"Bot {token}"}, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return False, f"Bot {index}: REJECTED (401) — check {var}"
+        return False, f"Bot {index}: ERROR — HTTP {exc.code} from {base}"
+    except (OSError, ValueError) as exc:
+        return False, f"Bot {index}: ERROR — {_reason(exc)}"
+    if not isinstance(user, dict):
+        return False, f"Bot {index}: ERROR — unexpected reply from {base}/users/@me"
+    return True, f"Bot {index}: OK — {user.get('username', '?')} (id {user.get('id', '?')})"
+
+
+def check_lavalink(identifier: str, uri: str, password: str, timeout: float = 10.0) -> tuple[bool, str]:
+    """GET /v4/info on one Lavalink node: (ok, one line)."""
+    label = f"Lavalink {identifier} {uri}"
+    try:
+        info = _http_get_json(f"{uri}/v4/info", {"Authorization": password}, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return False, f"{label}: UNAUTHORIZED — check LAVALINK_PASSWORD"
+        return False, f"{label}: ERROR — HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return False, f"{label}: UNREACHABLE — {_reason(exc)}"
+    version = info.get("version", {}) if isinstance(info, dict) else {}
+    semver = version.get("semver", "?") if isinstance(version, dict) else version
+    return True, f"{label}: OK — version {semver}"
+
+
+def run_check(indices: Sequence[int], env: Mapping[str, str], out: IO[str]) -> int:
+    """--check: every selected token against Discord, every Lavalink node; 0 if all fine, else 1."""
+    ok = True
+    for index in indices:
+        good, line = check_bot(index, env)
+        ok &= good
+        print(line, file=out, flush=True)
+    try:
+        nodes = parse_lavalink_nodes(env)
+    except ConfigError as exc:
+        print(f"Lavalink: ERROR — {exc}", file=out, flush=True)
+        return 1
+    for node in nodes:
+        good, line = check_lavalink(node.identifier, node.uri, node.password)
+        ok &= good
+        print(line, file=out, flush=True)
+    return 0 if ok else 1
+
+
+# --- command line --------------------------------------------------------------------------------------
+
+EPILOG = """\
+exit codes:
+  0   stopped by SIGTERM/SIGINT/SIGHUP, or every bot exited 0; --check: everything OK
+  1   every bot ended (FATAL or crashed) and not all on 0/78; --check: a check failed
+  2   usage error (for example a bad --bots value)
+  78  configuration error: no BOT_TOKEN_n set, a selected bot has no token, or the bots exited 78
+
+signals: SIGTERM, SIGINT or SIGHUP stop every bot (SIGTERM to its process group, SIGKILL after
+--stopwaitsecs); a second SIGINT kills them at once. SIGUSR1 prints the status table.
+A bot exiting 78 (configuration error) is never restarted, nor one exiting 0 once RUNNING; other
+exits restart after 1, 2, 4 ... s (capped by --backoff-cap). The failure count resets after 60 s of
+RUNNING; --startretries+1 consecutive failures before that -> FATAL for that bot only.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _non_negative(kind: type) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        return value
+    return parse
+
+
+def _selection(text: str) -> list[int]:
+    try:
+        return parse_bot_selection(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    defaults = ProcessConfig()
+    parser = _Parser(prog="process_manager.py", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Run one `bot.py --bot n` child per BOT_TOKEN_n, restart crashed bots with\n"
+                                 "backoff, prefix their output with [Bot n] and stop them gracefully.")
+    add = parser.add_argument
+    add("--bots", type=_selection, metavar="LIST", help="bots to run, e.g. 1,3-5 (default: every BOT_TOKEN_n)")
+    add("--env-file", default=".env", metavar="PATH", help="dotenv file to load first (default: .env; "
+        "variables already in the environment win)")
+    add("--check", action="store_true", help="check tokens (Discord /users/@me) and Lavalink nodes, then exit")
+    add("--status-interval", type=_non_negative(float), default=30.0, metavar="S",
+        help="print the status table every S seconds; 0 disables (default: 30)")
+    add("--stopwaitsecs", type=_non_negative(float), default=defaults.stopwaitsecs, metavar="S",
+        help="grace between SIGTERM and SIGKILL when stopping (default: %(default)g)")
+    add("--startsecs", type=_non_negative(float), default=defaults.startsecs, metavar="S",
+        help="uptime after which a bot counts as RUNNING (default: %(default)g)")
+    add("--startretries", type=_non_negative(int), default=defaults.startretries, metavar="N",
+        help="consecutive failures allowed before a bot goes FATAL (default: %(default)d)")
+    add("--backoff-cap", type=_non_negative(float), default=defaults.backoff_cap, metavar="S",
+        help="longest wait between restarts (default: %(default)g)")
+    add("--stagger", type=_non_negative(float), default=0.5, metavar="S",
+        help="minimum gap between two bot starts, against identify bursts (default: %(default)g)")
+    add("--python", default=sys.executable, metavar="PATH", help="interpreter for the bots (default: this one)")
+    add("--bot-script", type=Path, default=HERE / "bot.py", metavar="PATH",
+        help="script run as `PATH --bot n` instead of bot.py (for tests)")
+    return parser.parse_args(argv)
+
+
+def _setup_manager_log(env: Mapping[str, str]) -> None:
+    log_dir = Path(env.get("LOG_DIR", "").strip() or "logs")
+    log_dir = log_dir if log_dir.is_absolute() else HERE / log_dir  # the bots' cwd: both logs side by side
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(log_dir / "manager.log", maxBytes=1 << 20, backupCount=3,
+                                                       encoding="utf-8")
+    except OSError as exc:
+        print(f"[manager] cannot write {log_dir / 'manager.log'} ({exc}); console only", file=sys.stderr)
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from dotenv import load_dotenv
+
+    load_dotenv(args.env_file, override=False)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    try:
+        indices = select_bots(args.bots, os.environ)
+    except SelectionError as exc:
+        print(f"process_manager.py: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if args.check:
+        return run_check(indices, os.environ, sys.stdout)
+
+    _setup_manager_log(os.environ)
+    secrets = [os.environ.get(f"BOT_TOKEN_{n}", "") for n in discover_bot_indices(os.environ)]
+    secrets.append(os.environ.get("LAVALINK_PASSWORD", ""))  # a bot's traceback must not leak these either
+    printer = Printer(sys.stdout, indices=indices, secrets=secrets)
+    config = ProcessConfig(startsecs=args.startsecs, startretries=int(args.startretries),
+                           stopwaitsecs=args.stopwaitsecs, backoff_cap=args.backoff_cap)
+    spawner = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python)
+    manager = FleetManager(indices, spawn=spawner, printer=printer, config=config, stagger=args.stagger,
+                           status_interval=args.status_interval)
+    printer.notice(f"starting {len(indices)} bot(s): {', '.join(map(str, indices))}")
+    return manager.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
