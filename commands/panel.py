@@ -1,0 +1,284 @@
+"""The now-playing panel and everything that happens without a command: track changes, failures,
+idle and alone timeouts, and players rebuilt after the audio server lost our session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING
+
+import discord
+import wavelink
+from discord.ext import commands
+
+from commands.queue import QueuePageButton, queue_view
+from utils.checks import ensure_can_control, get_player
+from utils.embeds import now_playing_embed, queue_embed
+from utils.errors import BadInput, MusicError
+from utils.formatting import truncate
+from utils.lavalink import lavalink_call
+from utils.player import MusicPlayer
+from utils.replies import reply, report_error
+
+if TYPE_CHECKING:
+    from bot import MusicBot
+
+log = logging.getLogger(__name__)
+
+PANEL_ACTIONS = ("pause", "skip", "stop", "loop", "shuffle", "queue")
+
+
+class PanelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"panel:(?P<action>[a-z]{1,16})"):
+    """One button of the now-playing panel. Dynamic (state in the custom id, nothing kept per message), so
+    panels keep working across restarts and never pile up in memory; the callback checks that the pressed
+    panel is the guild's current one."""
+
+    def __init__(self, action: str, player: MusicPlayer | None = None) -> None:
+        label, emoji, style = _look(action, player)
+        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"panel:{action}"))
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str]) -> PanelButton:
+        return cls(match["action"])
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        player = get_player(interaction)
+        message = interaction.message
+        if self.action not in PANEL_ACTIONS:
+            await reply(interaction, "This button is not one of mine any more. Use /nowplaying.")
+            return False
+        if player is None or player.panel_message is None or message is None or message.id != player.panel_message.id:
+            await reply(interaction, "This panel is outdated. Use the newest one, or /nowplaying.")
+            return False
+        try:
+            ensure_can_control(interaction)
+        except MusicError as exc:
+            await reply(interaction, str(exc))
+            return False
+        return True
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await PANEL_HANDLERS[self.action](interaction)
+        except Exception as exc:
+            await report_error(interaction, exc)
+
+
+def _look(action: str, player: MusicPlayer | None) -> tuple[str, str | None, discord.ButtonStyle]:
+    if action == "pause":
+        paused = player is not None and player.paused
+        return ("Resume", "▶️", discord.ButtonStyle.success) if paused else ("Pause", "⏸️", discord.ButtonStyle.primary)
+    if action == "loop":
+        return (f"Loop: {player.loop_mode.value if player else 'off'}", "🔁", discord.ButtonStyle.secondary)
+    return {
+        "skip": ("Skip", "⏭️", discord.ButtonStyle.secondary),
+        "stop": ("Stop", "⏹️", discord.ButtonStyle.danger),
+        "shuffle": ("Shuffle", "🔀", discord.ButtonStyle.secondary),
+        "queue": ("Queue", "📜", discord.ButtonStyle.secondary),
+    }.get(action, (action.title(), None, discord.ButtonStyle.secondary))
+
+
+def panel_view(player: MusicPlayer) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in PANEL_ACTIONS:
+        view.add_item(PanelButton(action, player))
+    return view
+
+
+async def _refresh(interaction: discord.Interaction, player: MusicPlayer) -> None:
+    await interaction.response.edit_message(embed=now_playing_embed(player), view=panel_view(player))
+
+
+async def _pause(interaction: discord.Interaction) -> None:
+    player = ensure_can_control(interaction, need_track=True)
+    await lavalink_call(player.pause(not player.paused))
+    await _refresh(interaction, player)
+
+
+async def _skip(interaction: discord.Interaction) -> None:
+    player = ensure_can_control(interaction, need_track=True)
+    # Answer first: skipping starts the next track, whose panel replaces (deletes) this message.
+    await interaction.response.edit_message(content=f"⏭️ Skipped by {interaction.user.mention}.", view=None)
+    await lavalink_call(player.skip(force=True))
+
+
+async def _stop(interaction: discord.Interaction) -> None:
+    player = ensure_can_control(interaction)
+    player.clear_all()
+    if player.current is not None:
+        await lavalink_call(player.skip(force=True))
+    player.panel_message = None
+    await interaction.response.edit_message(
+        content=f"Stopped by {interaction.user.mention}; the queue is cleared.", embed=None, view=None)
+
+
+async def _loop(interaction: discord.Interaction) -> None:
+    player = ensure_can_control(interaction)
+    player.loop_mode = player.loop_mode.next()
+    await _refresh(interaction, player)
+
+
+async def _shuffle(interaction: discord.Interaction) -> None:
+    player = ensure_can_control(interaction)
+    if len(player.queue) < 2:
+        raise BadInput("There is nothing to shuffle: the queue has fewer than two songs.")
+    player.queue.shuffle()
+    await _refresh(interaction, player)
+
+
+async def _queue(interaction: discord.Interaction) -> None:
+    player = get_player(interaction)
+    assert player is not None
+    await reply(interaction, embed=queue_embed(player, 1), view=queue_view(player, interaction.user.id, 1))
+
+
+PANEL_HANDLERS = {"pause": _pause, "skip": _skip, "stop": _stop, "loop": _loop, "shuffle": _shuffle,
+                  "queue": _queue}
+
+
+class Panel(commands.Cog):
+    def __init__(self, bot: MusicBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(PanelButton, QueuePageButton)  # route every panel:* and queue:* button
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(PanelButton, QueuePageButton)
+
+    # ---- the panel message --------------------------------------------------------------------------
+
+    async def _say(self, player: MusicPlayer, text: str) -> None:
+        """A short line in the player's home channel; never fails the caller."""
+        if player.home is None:
+            return
+        try:
+            await player.home.send(text)
+        except discord.HTTPException as exc:
+            log.info("guild %s: could not post in the home channel (%s)", getattr(player.guild, "id", "?"), exc.status)
+
+    async def _delete_panel(self, player: MusicPlayer) -> None:
+        message, player.panel_message = player.panel_message, None
+        if message is not None:
+            try:
+                await message.delete()
+            except discord.HTTPException:
+                pass  # already gone, or no permission: a stale panel answers "outdated" anyway
+
+    async def replace_panel(self, player: MusicPlayer) -> None:
+        """Post a fresh panel for the current track, deleting the previous one (never two panels)."""
+        await self._delete_panel(player)
+        if player.home is None or player.current is None:
+            return
+        try:
+            player.panel_message = await player.home.send(embed=now_playing_embed(player), view=panel_view(player))
+        except discord.HTTPException as exc:
+            log.info("guild %s: could not post the panel (%s)", getattr(player.guild, "id", "?"), exc.status)
+
+    @commands.Cog.listener()
+    async def on_music_panel_refresh(self, player: MusicPlayer) -> None:
+        if player.panel_message is None or player.current is None:
+            return
+        try:
+            await player.panel_message.edit(embed=now_playing_embed(player), view=panel_view(player))
+        except discord.HTTPException:
+            player.panel_message = None
+
+    # ---- track events --------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_wavelink_track_start(self, payload: wavelink.TrackStartEventPayload) -> None:
+        player = payload.player
+        if isinstance(player, MusicPlayer):
+            player.cancel_alone_timer() if player.listeners() else None
+            await self.replace_panel(player)
+
+    @commands.Cog.listener()
+    async def on_wavelink_track_end(self, payload: wavelink.TrackEndEventPayload) -> None:
+        player = payload.player
+        if not isinstance(player, MusicPlayer) or payload.reason == "replaced":
+            return
+        if player.current is None and not player.queue and not player.autoplay_on:
+            await self._delete_panel(player)
+            if payload.reason == "finished":
+                await self._say(player, "The queue is finished. Add more with /play.")
+
+    @commands.Cog.listener()
+    async def on_wavelink_track_exception(self, payload: wavelink.TrackExceptionEventPayload) -> None:
+        player = payload.player
+        if isinstance(player, MusicPlayer):
+            reason = truncate(payload.exception.get("message") or "playback failed", 120)
+            await self._say(player, f"Couldn't play **{truncate(payload.track.title, 80)}** ({reason}); skipping it.")
+
+    @commands.Cog.listener()
+    async def on_wavelink_track_stuck(self, payload: wavelink.TrackStuckEventPayload) -> None:
+        player = payload.player
+        if isinstance(player, MusicPlayer):
+            await self._say(player, f"**{truncate(payload.track.title, 80)}** got stuck; skipping it.")
+            try:
+                await lavalink_call(player.skip(force=True))
+            except MusicError:
+                log.warning("guild %s: could not skip a stuck track", getattr(player.guild, "id", "?"))
+
+    # ---- leaving -------------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_wavelink_inactive_player(self, player: wavelink.Player) -> None:
+        if isinstance(player, MusicPlayer) and player.current is None:
+            await player.leave("Nothing played for a while, so I left the voice channel. "
+                                                "Use /play to bring me back.")
+
+    @commands.Cog.listener()
+    async def on_voice_state_update(self, member: discord.Member, before: discord.VoiceState,
+                                    after: discord.VoiceState) -> None:
+        if member.bot and member.id != getattr(self.bot.user, "id", None):
+            return
+        voice = member.guild.voice_client
+        if not isinstance(voice, MusicPlayer) or voice.channel is None:
+            return
+        if voice.listeners():
+            voice.cancel_alone_timer()
+        elif voice.alone_task is None:
+            voice.alone_task = asyncio.create_task(self._leave_when_alone(voice))
+
+    async def _leave_when_alone(self, player: MusicPlayer) -> None:
+        await asyncio.sleep(self.bot.settings.alone_timeout)
+        player.alone_task = None
+        if not player.listeners() and player.connected:
+            await player.leave("Everyone left the voice channel, so I left too.")
+
+    # ---- audio server recovery -----------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_wavelink_node_ready(self, payload: wavelink.NodeReadyEventPayload) -> None:
+        if payload.resumed:
+            return
+        for player in list(payload.node.players.values()):
+            if isinstance(player, MusicPlayer) and player.connected:
+                try:
+                    await player.rebuild()
+                except Exception:
+                    log.exception("guild %s: could not rebuild the player", getattr(player.guild, "id", "?"))
+
+    # ---- stale buttons -------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Answer buttons none of our items handles (from an older version, or forged) instead of failing
+        silently. Every id our messages carry matches one of the dynamic templates."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        if any(cls.__discord_ui_compiled_template__.fullmatch(custom_id) for cls in (PanelButton, QueuePageButton)):
+            return
+        try:
+            await interaction.response.send_message("This button has expired. Use the command again.", ephemeral=True)
+        except discord.HTTPException:
+            pass
+
+
+async def setup(bot: MusicBot) -> None:
+    await bot.add_cog(Panel(bot))

@@ -1,0 +1,284 @@
+"""/play and the commands that steer playback: pause, resume, skip, stop, disconnect, seek, previous,
+volume, autoplay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Literal
+
+import discord
+import wavelink
+from discord import app_commands
+from discord.ext import commands
+
+from utils.checks import ensure_can_control, get_player, member_voice_channel
+from utils.embeds import added_message, playlist_message, track_length
+from utils.errors import AudioUnavailable, BadInput, MusicError, NotInVoice
+from utils.fleet import SiblingDirectory, busy_message
+from utils.formatting import format_duration, parse_time, truncate
+from utils.lavalink import lavalink_call
+from utils.player import MusicPlayer, tag_requester
+from utils.replies import defer_public, reply
+from utils.tracklist import room_left, skip_to
+
+if TYPE_CHECKING:
+    from bot import MusicBot
+
+log = logging.getLogger(__name__)
+
+SEARCH_PATIENCE = 2.5  # after this, tell the user the search is slow ...
+SEARCH_TIMEOUT = 12.0  # ... and give up after this
+MAX_QUERY = 300
+
+
+def clean_query(query: str) -> str:
+    query = "".join(ch for ch in query if ch.isprintable()).strip()
+    if not query:
+        raise BadInput("Tell me what to play: a song name, a track URL or a playlist URL.")
+    if len(query) > MAX_QUERY:
+        raise BadInput(f"That search is too long ({len(query)} characters); keep it under {MAX_QUERY}.")
+    return query
+
+
+def preflight(channel: discord.abc.GuildChannel, me: discord.Member) -> None:
+    """Refuse clearly before joining, instead of timing out silently."""
+    if isinstance(channel, discord.StageChannel):
+        raise BadInput(f"I can't play in stage channels like {channel.mention}; use a voice channel.")
+    perms = channel.permissions_for(me)
+    if not perms.view_channel or not perms.connect:
+        raise BadInput(f"I don't have permission to join {channel.mention} (Connect). Ask an admin to allow it.")
+    if not perms.speak:
+        raise BadInput(f"I can join {channel.mention} but I'm not allowed to speak there (Speak permission).")
+    limit = getattr(channel, "user_limit", 0)
+    if limit and len(channel.members) >= limit and not perms.move_members:
+        raise BadInput(f"{channel.mention} is full ({limit} members). Make room or raise its user limit.")
+
+
+class Playback(commands.Cog):
+    def __init__(self, bot: MusicBot) -> None:
+        self.bot = bot
+        self.siblings = SiblingDirectory(bot.settings.siblings.values())
+        self.volumes: dict[int, int] = {}  # guild id -> volume, kept for the process lifetime
+
+    # ---- /play -------------------------------------------------------------------------------------
+
+    async def _search(self, interaction: discord.Interaction, query: str) -> wavelink.Search:
+        search = asyncio.ensure_future(wavelink.Playable.search(query))
+        try:
+            done, _ = await asyncio.wait({search}, timeout=SEARCH_PATIENCE)
+            if not done:
+                await interaction.edit_original_response(content="Still searching: the audio server is slow…")
+            return await lavalink_call(search, SEARCH_TIMEOUT - SEARCH_PATIENCE)
+        except wavelink.LavalinkLoadException as exc:
+            raise BadInput(f"I couldn't load that: {truncate(exc.error or 'unknown error', 150)}.") from None
+        finally:
+            search.cancel()
+
+    async def _join(self, interaction: discord.Interaction, channel: discord.VoiceChannel) -> MusicPlayer:
+        try:
+            player = await channel.connect(cls=MusicPlayer, self_deaf=True, timeout=10.0)
+        except (wavelink.ChannelTimeoutException, asyncio.TimeoutError):
+            guild = interaction.guild
+            if guild is not None and guild.voice_client is not None:
+                await guild.voice_client.disconnect(force=True)
+            raise MusicError(f"I couldn't connect to {channel.mention} in time. Please try again.") from None
+        except discord.ClientException:
+            raise MusicError("I'm already connecting to a voice channel here; try again in a moment.") from None
+        assert isinstance(player, MusicPlayer)
+        player.inactive_timeout = self.bot.settings.idle_timeout
+        volume = self.volumes.get(channel.guild.id)
+        if volume is not None and volume != player.volume:
+            await lavalink_call(player.set_volume(volume))
+        return player
+
+    @app_commands.command(name="play")
+    @app_commands.guild_only()
+    @app_commands.describe(query="A song name to search for, a track URL or a playlist URL")
+    async def play(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, MAX_QUERY]) -> None:
+        """Play a song or playlist, or add it to the queue."""
+        query = clean_query(query)
+        guild = interaction.guild
+        assert guild is not None
+        channel = member_voice_channel(interaction)
+        if channel is None:
+            raise NotInVoice()
+        player = get_player(interaction)
+        if player is not None and player.channel is not None and player.channel.id != channel.id:
+            busy = player.current is not None or bool(player.queue) or bool(player.listeners())
+            if busy:
+                await reply(interaction, busy_message(player.channel, await self.siblings.free_in(guild)))
+                return
+            await player.move_to(channel)  # idle and nobody listening: follow the member
+        if player is None:
+            preflight(channel, guild.me)
+        if not self.bot.lavalink.connected():
+            raise AudioUnavailable()
+
+        await defer_public(interaction)
+        found = await self._search(interaction, query)
+        if not found:
+            raise BadInput(f"No results for “{truncate(query, 80)}”. Try other words or a direct link.")
+
+        if player is None:
+            player = await self._join(interaction, channel)
+        if player.home is None and interaction.channel is not None:
+            player.home = interaction.channel  # where the now-playing panel lives
+
+        limit = self.bot.settings.max_queue
+        room = room_left(player.queue, limit)
+        if room == 0:
+            raise BadInput(f"The queue is full ({limit} tracks). Skip or remove some first.")
+
+        if isinstance(found, wavelink.Playlist):
+            tracks = list(found.tracks)[:room]
+            for track in tracks:
+                tag_requester(track, interaction.user.id)
+            player.queue.put(tracks)
+            message = playlist_message(found.name, len(tracks), len(found.tracks) - len(tracks), interaction.user)
+            first = None
+        else:
+            first = found[0]
+            tag_requester(first, interaction.user.id)
+            player.queue.put(first)
+            message = None
+
+        starting = player.current is None
+        if starting:
+            await lavalink_call(player.play(player.queue.get()))
+        if message is None:
+            message = added_message(first, None if starting else len(player.queue), interaction.user)
+        await interaction.edit_original_response(content=message)
+
+    @play.autocomplete("query")
+    async def play_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        current = "".join(ch for ch in current if ch.isprintable()).strip()
+        if len(current) < 2 or current.startswith(("http://", "https://")) or not self.bot.lavalink.connected():
+            return []
+        try:
+            found = await asyncio.wait_for(wavelink.Playable.search(current[:MAX_QUERY]), 2.0)
+        except Exception:
+            return []  # autocomplete is best effort; /play itself reports errors
+        tracks = found.tracks if isinstance(found, wavelink.Playlist) else found
+        choices = []
+        for track in tracks[:25]:
+            name = truncate(f"{track.title} — {track.author} ({track_length(track)})", 100)
+            value = track.uri if track.uri and len(track.uri) <= 100 else truncate(track.title, 100)
+            choices.append(app_commands.Choice(name=name, value=value))
+        return choices
+
+    # ---- controls ----------------------------------------------------------------------------------
+
+    @app_commands.command(name="pause")
+    @app_commands.guild_only()
+    async def pause(self, interaction: discord.Interaction) -> None:
+        """Pause the current song."""
+        player = ensure_can_control(interaction, need_track=True)
+        if player.paused:
+            await reply(interaction, "Already paused. Use /resume to continue.")
+            return
+        await lavalink_call(player.pause(True))
+        self.bot.dispatch("music_panel_refresh", player)
+        await reply(interaction, f"Paused by {interaction.user.mention}.", ephemeral=False)
+
+    @app_commands.command(name="resume")
+    @app_commands.guild_only()
+    async def resume(self, interaction: discord.Interaction) -> None:
+        """Resume the paused song."""
+        player = ensure_can_control(interaction, need_track=True)
+        if not player.paused:
+            await reply(interaction, "It's already playing.")
+            return
+        await lavalink_call(player.pause(False))
+        self.bot.dispatch("music_panel_refresh", player)
+        await reply(interaction, f"Resumed by {interaction.user.mention}.", ephemeral=False)
+
+    @app_commands.command(name="skip")
+    @app_commands.guild_only()
+    @app_commands.describe(to="Skip straight to this queue position (default: the next song)")
+    async def skip(self, interaction: discord.Interaction, to: app_commands.Range[int, 1, 100000] | None = None):
+        """Skip the current song, or jump to a position in the queue."""
+        player = ensure_can_control(interaction, need_track=True)
+        dropped = skip_to(player.queue, to) if to is not None else 0
+        skipped = player.current
+        await lavalink_call(player.skip(force=True))
+        extra = f" and {dropped} more" if dropped else ""
+        await reply(interaction, f"Skipped **{truncate(skipped.title if skipped else '?', 80)}**{extra}.",
+                    ephemeral=False)
+
+    @app_commands.command(name="stop")
+    @app_commands.guild_only()
+    async def stop(self, interaction: discord.Interaction) -> None:
+        """Stop playing and clear the queue (I stay in the channel)."""
+        player = ensure_can_control(interaction)
+        player.clear_all()
+        if player.current is not None:
+            await lavalink_call(player.skip(force=True))
+        await reply(interaction, f"Stopped and cleared the queue ({interaction.user.mention}).", ephemeral=False)
+
+    @app_commands.command(name="disconnect")
+    @app_commands.guild_only()
+    async def disconnect(self, interaction: discord.Interaction) -> None:
+        """Leave the voice channel and forget the queue."""
+        player = ensure_can_control(interaction)
+        channel = player.channel
+        await player.leave(None)
+        await reply(interaction, f"Left {channel.mention if channel else 'the voice channel'}. Bye!", ephemeral=False)
+
+    @app_commands.command(name="seek")
+    @app_commands.guild_only()
+    @app_commands.describe(time="Where to jump to, like 1:23 or 1:02:03 (or seconds)")
+    async def seek(self, interaction: discord.Interaction, time: app_commands.Range[str, 1, 16]) -> None:
+        """Jump to a time in the current song."""
+        player = ensure_can_control(interaction, need_track=True)
+        try:
+            target = parse_time(time)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        track = player.current
+        assert track is not None
+        if track.is_stream or not track.is_seekable:
+            raise BadInput("This is a live stream (or not seekable): there is nothing to seek.")
+        if target >= track.length:
+            raise BadInput(f"This song is only {format_duration(track.length)} long; pick a time before that.")
+        await lavalink_call(player.seek(target))
+        await reply(interaction, f"Jumped to {format_duration(target)}.", ephemeral=False)
+
+    @app_commands.command(name="previous")
+    @app_commands.guild_only()
+    async def previous(self, interaction: discord.Interaction) -> None:
+        """Play the previous song again (the current one goes back to the queue)."""
+        player = ensure_can_control(interaction)
+        if player.previous_track() is None:
+            raise BadInput("There is no previous song in this session's history.")
+        track = await lavalink_call(player.play_previous())
+        await reply(interaction, f"Back to **{truncate(track.title, 80)}**.", ephemeral=False)
+
+    @app_commands.command(name="volume")
+    @app_commands.guild_only()
+    @app_commands.describe(level="Volume in percent, 0 to 150")
+    async def volume(self, interaction: discord.Interaction, level: app_commands.Range[int, 0, 150]) -> None:
+        """Set the volume (0-150%)."""
+        player = ensure_can_control(interaction)
+        if not 0 <= level <= 150:
+            raise BadInput("Volume goes from 0 to 150.")
+        await lavalink_call(player.set_volume(level))
+        self.volumes[player.guild.id] = level
+        self.bot.dispatch("music_panel_refresh", player)
+        await reply(interaction, f"Volume set to {level}%.", ephemeral=False)
+
+    @app_commands.command(name="autoplay")
+    @app_commands.guild_only()
+    @app_commands.describe(mode="on: keep playing related songs when the queue runs out")
+    async def autoplay(self, interaction: discord.Interaction, mode: Literal["on", "off"]) -> None:
+        """Turn autoplay of related songs on or off."""
+        player = ensure_can_control(interaction)
+        if mode not in ("on", "off"):  # Discord enforces the choices; a forged payload still gets an answer
+            raise BadInput("Autoplay is either on or off.")
+        player.set_autoplay(mode == "on")
+        self.bot.dispatch("music_panel_refresh", player)
+        await reply(interaction, f"Autoplay is now {mode}.", ephemeral=False)
+
+
+async def setup(bot: MusicBot) -> None:
+    await bot.add_cog(Playback(bot))

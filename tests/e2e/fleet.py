@@ -1,0 +1,152 @@
+"""A running fleet against the sandbox, and a per-test guild ("scene") to drive it through the control API.
+
+The fleet (sandbox + real bot.py processes) is started once per test module; each test gets a guild of
+its own, so tests do not share players or queues even though they share the bot processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox.control import Sandbox, World
+from tests.helpers import Proc, start_bot
+
+_guild_numbers = itertools.count(1)
+
+
+@dataclass
+class Fleet:
+    sandbox: Sandbox
+    apps: list[Any]
+    bots: list[Proc]
+    log_dir: Path
+
+    @property
+    def discord(self):
+        return self.sandbox.discord
+
+    @property
+    def lavalink(self):
+        return self.sandbox.lavalink
+
+    async def scene(self, *, voice_channels=("Lounge", "Studio"), members=("alice", "bob", "carol")) -> Scene:
+        world = await self.sandbox.create_world(self.apps, name=f"Guild {next(_guild_numbers)}",
+                                                voice_channels=voice_channels, members=members)
+        for app in self.apps:
+            await self.discord.wait_until_ready(app, timeout=15)
+        return Scene(self, world)
+
+    async def stop(self) -> None:
+        for bot in self.bots:
+            await bot.kill()
+
+
+async def start_fleet(sandbox: Sandbox, count: int, log_dir: Path, **env: str) -> Fleet:
+    apps = sandbox.add_bots(count)
+    full_env = {**sandbox.bot_env(apps), **env}
+    bots = [await start_bot(n, full_env, log_dir=log_dir) for n in range(1, count + 1)]
+    fleet = Fleet(sandbox, apps, bots, log_dir)
+    try:
+        for app, bot in zip(apps, bots):
+            await sandbox.discord.wait_until_ready(app, timeout=30)
+            await bot.wait_for_line(r"ready as", timeout=15)
+            await sandbox.lavalink.wait_for(
+                lambda app=app: any(s["user_id"] == app.user_id and s["client_ready"]
+                                    for s in sandbox.lavalink.sessions.values()), timeout=20)
+    except BaseException:
+        await fleet.stop()
+        raise
+    return fleet
+
+
+@dataclass
+class Scene:
+    fleet: Fleet
+    world: World
+    results: list[Any] = field(default_factory=list)
+
+    @property
+    def guild_id(self) -> int:
+        return self.world.guild_id
+
+    def voice(self, name: str) -> int:
+        return self.world.voice_ids[name]
+
+    def member(self, name: str) -> int:
+        return self.world.member_ids[name]
+
+    def app(self, bot: int) -> Any:
+        return self.fleet.apps[bot - 1]
+
+    async def join(self, member: str, channel: str | None) -> None:
+        await self.fleet.discord.move_member(self.guild_id, self.member(member),
+                                             None if channel is None else self.voice(channel))
+
+    async def cmd(self, bot: int, member: str, command: str, timeout: float = 15.0, **options: Any):
+        result = await self.fleet.discord.invoke(self.app(bot), guild_id=self.guild_id, channel_id=self.world.text_id,
+                                                 user_id=self.member(member), command=command,
+                                                 options=options or None, timeout=timeout)
+        self.results.append(result)
+        return result
+
+    async def press(self, bot: int, member: str, message_id: int, custom_id: str, timeout: float = 15.0):
+        return await self.fleet.discord.press_button(self.app(bot), guild_id=self.guild_id,
+                                                     channel_id=self.world.text_id, user_id=self.member(member),
+                                                     message_id=message_id, custom_id=custom_id, timeout=timeout)
+
+    async def post_as_bot(self, bot: int, content: str, custom_ids: list[str]) -> int:
+        """Post a message with buttons as the bot would have (e.g. an older version's panel); returns its id."""
+        import aiohttp
+
+        components = [{"type": 1, "components": [{"type": 2, "style": 2, "label": cid, "custom_id": cid}
+                                                 for cid in custom_ids]}]
+        url = f"{self.fleet.discord.api_base}/channels/{self.world.text_id}/messages"
+        headers = {"Authorization": f"Bot {self.app(bot).token}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json={"content": content, "components": components}, headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+                return int((await resp.json())["id"])
+
+    def player(self, bot: int) -> dict[str, Any] | None:
+        """What the emulated Lavalink holds for this bot in this guild."""
+        return self.fleet.lavalink.player(self.app(bot).user_id, self.guild_id)
+
+    async def wait_player(self, bot: int, predicate, timeout: float = 10.0) -> dict[str, Any]:
+        await self.fleet.lavalink.wait_for(lambda: (p := self.player(bot)) is not None and predicate(p),
+                                           timeout=timeout)
+        return self.player(bot)
+
+    async def wait_track(self, bot: int, identifier_part: str, timeout: float = 10.0) -> dict[str, Any]:
+        return await self.wait_player(
+            bot, lambda p: p["identifier"] is not None and identifier_part in p["identifier"], timeout)
+
+    def bot_voice_channel(self, bot: int) -> int | None:
+        state = self.fleet.discord.voice_state(self.guild_id, self.app(bot).user_id)
+        return int(state["channel_id"]) if state and state.get("channel_id") else None
+
+    def messages(self) -> list[dict[str, Any]]:
+        return self.fleet.discord.messages(self.world.text_id)
+
+    def panels(self) -> list[dict[str, Any]]:
+        return [m for m in self.messages()
+                if any(e.get("title") == "Now playing" for e in m.get("embeds") or [])]
+
+    async def wait_panel(self, title_part: str, timeout: float = 10.0) -> dict[str, Any]:
+        def find():
+            for message in reversed(self.panels()):
+                if any(title_part in (e.get("description") or "") for e in message["embeds"]):
+                    return message
+            return None
+
+        await self.fleet.discord.wait_for(lambda: find() is not None, timeout=timeout)
+        return find()
+
+    async def wait_message(self, text: str, timeout: float = 10.0) -> dict[str, Any]:
+        def find():
+            return next((m for m in self.messages() if text in (m.get("content") or "")), None)
+
+        await self.fleet.discord.wait_for(lambda: find() is not None, timeout=timeout)
+        return find()

@@ -1,0 +1,432 @@
+"""The music commands end to end: real bot.py processes, members in voice channels of the sandbox, slash
+commands invoked through the control API, and assertions on the replies, the voice-state ops and what the
+emulated Lavalink received."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_asyncio
+
+from sandbox.control import Sandbox
+from tests.e2e.fleet import start_fleet
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
+
+SHORT = "https://music.example/track/short-song?length=2500"
+LONG = "https://music.example/track/long-song?length=600000"
+
+
+def track_url(slug: str, length: int = 600_000) -> str:
+    return f"https://music.example/track/{slug}?length={length}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def fleet(tmp_path_factory):
+    async with Sandbox(player_update_interval=0.5) as sandbox:
+        fleet = await start_fleet(sandbox, 2, tmp_path_factory.mktemp("logs"), MAX_QUEUE="30",
+                                  IDLE_TIMEOUT="10", ALONE_TIMEOUT="5")
+        try:
+            yield fleet
+        finally:
+            await fleet.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def scene(fleet):
+    return await fleet.scene()
+
+
+async def playing(scene, bot=1, member="alice", channel="Lounge", query=LONG):
+    await scene.join(member, channel)
+    result = await scene.cmd(bot, member, "play", query=query)
+    assert "Now playing" in result.content, result.content
+    return result
+
+
+# ---- /play ------------------------------------------------------------------------------------------------
+
+async def test_play_joins_the_members_channel_and_starts_the_track(scene):
+    await scene.join("alice", "Lounge")
+    result = await scene.cmd(1, "alice", "play", query="golden harbor")
+    assert result.deferred and not result.ephemeral
+    assert result.content.startswith("Now playing: **")
+    assert f"requested by <@{scene.member('alice')}>" in result.content
+
+    ops = scene.fleet.discord.voice_ops[scene.app(1).user_id]
+    join = [op for op in ops if str(op["guild_id"]) == str(scene.guild_id)][-1]
+    assert int(join["channel_id"]) == scene.voice("Lounge") and join["self_deaf"] is True
+    assert scene.bot_voice_channel(1) == scene.voice("Lounge")
+
+    player = await scene.wait_player(1, lambda p: p["track"] is not None)
+    assert player["voice"] is not None and player["paused"] is False and player["volume"] == 100
+    assert player["user_data"].get("requester_id") == str(scene.member("alice"))
+    panel = await scene.wait_panel("Golden", timeout=10)
+    buttons = [c["custom_id"] for row in panel["components"] for c in row["components"]]
+    assert buttons == ["panel:pause", "panel:skip", "panel:stop", "panel:loop", "panel:shuffle", "panel:queue"]
+
+
+async def test_second_play_is_queued_with_its_position(scene):
+    await playing(scene)
+    result = await scene.cmd(1, "alice", "play", query=track_url("second"))
+    assert result.content.startswith("Queued at position 1: **[Second](<https://music.example/track/second")
+    result = await scene.cmd(1, "alice", "play", query=track_url("third"))
+    assert result.content.startswith("Queued at position 2: **[Third](<")
+    assert scene.player(1)["identifier"] != "third"
+
+
+async def test_playlist_enqueues_every_track_and_says_how_many(scene):
+    await scene.join("alice", "Lounge")
+    result = await scene.cmd(1, "alice", "play", query="https://music.example/playlist/road-trip?n=7")
+    assert "Added **7** tracks from **" in result.content
+    await scene.wait_player(1, lambda p: p["track"] is not None)
+    queue = await scene.cmd(1, "alice", "queue")
+    assert "6 tracks" in queue.embeds[0]["footer"]["text"]
+
+
+async def test_queue_limit_refuses_clearly(scene):
+    await scene.join("alice", "Lounge")
+    result = await scene.cmd(1, "alice", "play", query="https://music.example/playlist/huge?n=40")
+    assert "Added **30** tracks" in result.content and "(10 left out: the queue is full)" in result.content
+    # One track of the 30 started playing, which makes room for exactly one more.
+    result = await scene.cmd(1, "alice", "play", query=track_url("one-more"))
+    assert result.content.startswith("Queued at position 30:")
+    result = await scene.cmd(1, "alice", "play", query=track_url("one-too-many"))
+    assert result.ephemeral and "The queue is full (30 tracks)" in result.content
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("nothing at all", "No results for"),
+    ("https://music.example/broken/cable", "I couldn't load that:"),
+    ("   ", "Tell me what to play"),
+    ("x" * 400, "too long"),
+])
+async def test_play_refusals_are_ephemeral_and_clear(scene, query, expected):
+    await scene.join("alice", "Lounge")
+    result = await scene.cmd(1, "alice", "play", query=query)
+    assert result.ephemeral and expected in result.content, result.content
+
+
+async def test_play_outside_voice_is_refused(scene):
+    result = await scene.cmd(1, "alice", "play", query="anything")
+    assert result.ephemeral and result.content == "Join a voice channel first, then try again."
+    assert scene.bot_voice_channel(1) is None
+
+
+async def test_autocomplete_offers_search_results(scene):
+    choices = await scene.fleet.discord.autocomplete(scene.app(1), guild_id=scene.guild_id,
+                                                     channel_id=scene.world.text_id, user_id=scene.member("alice"),
+                                                     command="play", options={"query": "velvet"}, focused="query")
+    assert 1 <= len(choices) <= 25
+    assert all(len(c["name"]) <= 100 and len(c["value"]) <= 100 for c in choices)
+    assert any("Velvet" in c["name"] for c in choices)
+
+
+# ---- controls ---------------------------------------------------------------------------------------------
+
+async def test_pause_and_resume_reach_lavalink(scene):
+    await playing(scene)
+    result = await scene.cmd(1, "alice", "pause")
+    assert result.content.startswith("Paused by") and not result.ephemeral
+    await scene.wait_player(1, lambda p: p["paused"] is True)
+    again = await scene.cmd(1, "alice", "pause")
+    assert again.ephemeral and "Already paused" in again.content
+    await scene.cmd(1, "alice", "resume")
+    await scene.wait_player(1, lambda p: p["paused"] is False)
+
+
+async def test_skip_plays_the_next_track_and_skip_to_a_position(scene):
+    await playing(scene)
+    for slug in ("b-side", "c-side", "d-side"):
+        await scene.cmd(1, "alice", "play", query=track_url(slug))
+    result = await scene.cmd(1, "alice", "skip")
+    assert result.content.startswith("Skipped **Long Song**")
+    await scene.wait_track(1, "b-side")
+    result = await scene.cmd(1, "alice", "skip", to=2)
+    assert "and 1 more" in result.content
+    await scene.wait_track(1, "d-side")
+    bad = await scene.cmd(1, "alice", "skip", to=5)
+    assert bad.ephemeral and "The queue is empty" in bad.content
+
+
+async def test_stop_clears_the_queue_and_stays(scene):
+    await playing(scene)
+    await scene.cmd(1, "alice", "play", query=track_url("next-one"))
+    result = await scene.cmd(1, "alice", "stop")
+    assert result.content.startswith("Stopped and cleared the queue")
+    await scene.wait_player(1, lambda p: p["track"] is None)
+    assert scene.bot_voice_channel(1) == scene.voice("Lounge")
+    queue = await scene.cmd(1, "alice", "queue")
+    assert "The queue is empty." in queue.embeds[0]["description"]
+
+
+async def test_disconnect_leaves_the_channel(scene):
+    await playing(scene)
+    result = await scene.cmd(1, "alice", "disconnect")
+    assert result.content.startswith("Left <#")
+    await scene.fleet.discord.wait_for(lambda: scene.bot_voice_channel(1) is None, timeout=5)
+    await scene.fleet.lavalink.wait_for(lambda: scene.player(1) is None, timeout=5)
+
+
+async def test_volume_is_sent_and_kept_for_the_guild(scene):
+    await playing(scene)
+    result = await scene.cmd(1, "alice", "volume", level=40)
+    assert result.content == "Volume set to 40%."
+    await scene.wait_player(1, lambda p: p["volume"] == 40)
+    bad = await scene.cmd(1, "alice", "volume", level=151)
+    assert bad.ephemeral and "0 to 150" in bad.content
+    await scene.cmd(1, "alice", "disconnect")
+    await scene.fleet.lavalink.wait_for(lambda: scene.player(1) is None, timeout=5)
+    await playing(scene, query=track_url("after-rejoin"))
+    await scene.wait_player(1, lambda p: p["volume"] == 40)
+
+
+async def test_seek_validates_times(scene):
+    await playing(scene)
+    result = await scene.cmd(1, "alice", "seek", time="1:30")
+    assert result.content == "Jumped to 1:30."
+    await scene.wait_player(1, lambda p: 90_000 <= p["position"] < 100_000)
+    for bad, message in (("99:00", "only 10:00 long"), ("abc", "is not a time"), ("1:75", "up to 59")):
+        answer = await scene.cmd(1, "alice", "seek", time=bad)
+        assert answer.ephemeral and message in answer.content, answer.content
+
+
+async def test_seek_is_refused_for_streams(scene):
+    await playing(scene, query="https://music.example/stream/radio")
+    answer = await scene.cmd(1, "alice", "seek", time="0:10")
+    assert answer.ephemeral and "live stream" in answer.content
+
+
+async def test_loop_track_replays_and_loop_off_moves_on(scene):
+    await playing(scene, query=SHORT)
+    await scene.cmd(1, "alice", "play", query=track_url("after-loop"))
+    result = await scene.cmd(1, "alice", "loop", mode="track")
+    assert result.content == "Looping the current song."
+    start_events = len(scene.fleet.lavalink.find_events("TrackStartEvent", user_id=scene.app(1).user_id,
+                                                        guild_id=scene.guild_id))
+    await scene.fleet.lavalink.wait_for(
+        lambda: len([e for e in scene.fleet.lavalink.find_events("TrackStartEvent", user_id=scene.app(1).user_id,
+                                                                  guild_id=scene.guild_id)
+                     if "short-song" in e["track"]["info"]["identifier"]]) >= 2 + (start_events - 1), timeout=15)
+    assert "short-song" in scene.player(1)["identifier"]
+    await scene.cmd(1, "alice", "loop", mode="off")
+    await scene.wait_track(1, "after-loop", timeout=15)
+
+
+async def test_loop_queue_comes_back_to_the_first_track(scene):
+    await playing(scene, query="https://music.example/track/first-lap?length=2000")
+    await scene.cmd(1, "alice", "play", query="https://music.example/track/second-lap?length=2000")
+    await scene.cmd(1, "alice", "loop", mode="queue")
+    await scene.wait_track(1, "second-lap", timeout=15)
+    await scene.wait_track(1, "first-lap", timeout=15)
+
+
+async def test_queue_editing_commands_and_their_bounds(scene):
+    await playing(scene)
+    for slug in ("q1", "q2", "q3", "q4"):
+        await scene.cmd(1, "alice", "play", query=track_url(slug))
+    moved = await scene.cmd(1, "alice", "move", **{"from": 4, "to": 1})
+    assert "from #4 to #1" in moved.content
+    removed = await scene.cmd(1, "alice", "remove", position=2)
+    assert "Q1" in removed.content
+    page = (await scene.cmd(1, "alice", "queue")).embeds[0]["description"]
+    assert page.index("Q4") < page.index("Q2") < page.index("Q3") and "Q1" not in page
+    for command, options, message in (
+        ("remove", {"position": 9}, "from 1 to 3"),
+        ("move", {"from": 0, "to": 1}, "from 1 to 3"),
+        ("move", {"from": 1, "to": 50}, "from 1 to 3"),
+    ):
+        answer = await scene.cmd(1, "alice", command, **options)
+        assert answer.ephemeral and message in answer.content, answer.content
+    shuffled = await scene.cmd(1, "alice", "shuffle")
+    assert shuffled.content == "Shuffled 3 songs."
+    cleared = await scene.cmd(1, "alice", "clear")
+    assert cleared.content == "Cleared 3 songs from the queue."
+    again = await scene.cmd(1, "alice", "clear")
+    assert again.ephemeral and "already empty" in again.content
+
+
+async def test_queue_is_paginated_with_buttons(scene):
+    await scene.join("alice", "Lounge")
+    await scene.cmd(1, "alice", "play", query="https://music.example/playlist/long-list?n=25")
+    first = await scene.cmd(1, "alice", "queue")
+    embed = first.embeds[0]
+    assert embed["footer"]["text"].startswith("Page 1/3 · 24 tracks") and "loop: off" in embed["footer"]["text"]
+    next_id = first.components[0]["components"][1]["custom_id"]
+    turned = await scene.press(1, "alice", first.message_id, next_id)
+    assert turned.callback_type == 7 and turned.embeds[0]["footer"]["text"].startswith("Page 2/3")
+    stranger = await scene.press(1, "bob", first.message_id, turned.components[0]["components"][1]["custom_id"])
+    assert stranger.ephemeral and "your own view" in stranger.content
+
+
+async def test_nowplaying_shows_progress_volume_and_loop(scene):
+    await playing(scene)
+    await scene.cmd(1, "alice", "volume", level=80)
+    embed = (await scene.cmd(1, "alice", "nowplaying")).embeds[0]
+    assert "Long Song" in embed["description"] and "🔘" in embed["description"] and "/ 10:00" in embed["description"]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Volume"] == "80%" and fields["Loop"] == "off" and fields["Requested by"].startswith("<@")
+
+
+async def test_previous_goes_back_in_history(scene):
+    await playing(scene, query=track_url("earlier"))
+    await scene.cmd(1, "alice", "play", query=track_url("later"))
+    await scene.cmd(1, "alice", "skip")
+    await scene.wait_track(1, "later")
+    result = await scene.cmd(1, "alice", "previous")
+    assert result.content == "Back to **Earlier**."
+    await scene.wait_track(1, "earlier")
+    queue = (await scene.cmd(1, "alice", "queue")).embeds[0]["description"]
+    assert "Later" in queue
+
+
+async def test_control_needs_the_bots_voice_channel(scene):
+    await playing(scene)
+    outsider = await scene.cmd(1, "bob", "skip")
+    assert outsider.ephemeral and outsider.content == "Join a voice channel first, then try again."
+    await scene.join("bob", "Studio")
+    elsewhere = await scene.cmd(1, "bob", "pause")
+    assert elsewhere.ephemeral and "You need to be in <#" in elsewhere.content
+    assert scene.player(1)["paused"] is False
+
+
+# ---- the panel ---------------------------------------------------------------------------------------------
+
+async def test_panel_buttons_control_playback_and_old_panels_are_refused(scene):
+    await playing(scene, query=track_url("panel-one"))
+    await scene.cmd(1, "alice", "play", query=track_url("panel-two"))
+    await scene.cmd(1, "alice", "play", query=track_url("panel-three"))
+    panel = await scene.wait_panel("Panel One")
+    paused = await scene.press(1, "alice", int(panel["id"]), "panel:pause")
+    assert paused.callback_type == 7
+    await scene.wait_player(1, lambda p: p["paused"] is True)
+    labels = [c.get("label") for c in paused.components[0]["components"]]
+    assert labels[0] == "Resume"
+    await scene.press(1, "alice", int(panel["id"]), "panel:pause")
+    await scene.wait_player(1, lambda p: p["paused"] is False)
+
+    skipped = await scene.press(1, "alice", int(panel["id"]), "panel:skip")
+    assert skipped.content.startswith("⏭️ Skipped by")
+    await scene.wait_track(1, "panel-two")
+    second = await scene.wait_panel("Panel Two")
+    await scene.fleet.discord.wait_for(lambda: scene.fleet.discord.message(int(panel["id"])) is None
+                                       or scene.fleet.discord.message(int(panel["id"])).get("deleted"), timeout=5)
+    assert [p["id"] for p in scene.panels()] == [second["id"]]  # replaced, not duplicated
+
+    # If the old panel cannot be deleted (a failed request), its buttons must not act on the new track.
+    scene.fleet.discord.inject_status("DELETE", r"/channels/\d+/messages/\d+", status=403, count=1)
+    await scene.cmd(1, "alice", "skip")
+    third = await scene.wait_panel("Panel Three")
+    stale = await scene.press(1, "alice", int(second["id"]), "panel:pause")
+    assert stale.ephemeral and "outdated" in stale.content
+    assert scene.player(1)["paused"] is False
+
+    # Buttons from an older version of the bot: unknown actions and ids get an answer, never silence.
+    old = await scene.post_as_bot(1, "old panel", ["panel:explode", "something:else", "queue:1:2:next"])
+    forged = await scene.press(1, "alice", old, "panel:explode")
+    assert forged.ephemeral and "not one of mine" in forged.content
+    unknown = await scene.press(1, "alice", old, "something:else")
+    assert unknown.ephemeral and "expired" in unknown.content
+    other = await scene.press(1, "alice", old, "queue:1:2:next")
+    assert other.ephemeral and "your own view" in other.content
+    looped = await scene.press(1, "alice", int(third["id"]), "panel:loop")
+    assert [c.get("label") for c in looped.components[0]["components"]][3] == "Loop: track"
+    outsider = await scene.press(1, "bob", int(third["id"]), "panel:stop")
+    assert outsider.ephemeral and "Join a voice channel first" in outsider.content
+    stopped = await scene.press(1, "alice", int(third["id"]), "panel:stop")
+    assert stopped.content.startswith("Stopped by") and stopped.components == []
+    await scene.wait_player(1, lambda p: p["track"] is None)
+
+
+# ---- track events, timeouts ---------------------------------------------------------------------------------
+
+async def test_track_end_plays_the_next_and_announces_the_end_of_the_queue(scene):
+    await playing(scene, query=SHORT)
+    await scene.cmd(1, "alice", "play", query="https://music.example/track/closing-song?length=2000")
+    await scene.wait_track(1, "closing-song", timeout=15)
+    await scene.wait_message("The queue is finished", timeout=15)
+    await scene.wait_player(1, lambda p: p["track"] is None)
+
+
+async def test_failing_and_stuck_tracks_are_skipped_with_a_message(scene):
+    await playing(scene, query="https://music.example/track/explode-now?length=60000")
+    await scene.cmd(1, "alice", "play", query="https://music.example/track/stuck-forever?length=60000")
+    await scene.cmd(1, "alice", "play", query=track_url("survivor"))
+    await scene.wait_message("Couldn't play **Explode Now**", timeout=15)
+    await scene.wait_message("**Stuck Forever** got stuck; skipping it.", timeout=20)
+    await scene.wait_track(1, "survivor", timeout=15)
+
+
+async def test_bot_leaves_when_alone(scene):
+    await playing(scene)
+    await scene.join("alice", None)
+    await scene.wait_message("Everyone left the voice channel, so I left too.", timeout=20)
+    assert scene.bot_voice_channel(1) is None
+
+
+async def test_bot_leaves_after_idling(scene):
+    await playing(scene, query=SHORT)
+    await scene.wait_message("The queue is finished", timeout=15)
+    await scene.wait_message("Nothing played for a while", timeout=25)
+    assert scene.bot_voice_channel(1) is None
+
+
+# ---- the fleet ---------------------------------------------------------------------------------------------
+
+async def test_two_bots_play_in_two_channels_and_the_busy_one_names_the_free_one(scene):
+    await playing(scene, bot=1, member="alice", channel="Lounge", query=track_url("lounge-song"))
+    await scene.join("bob", "Studio")
+    busy = await scene.cmd(1, "bob", "play", query=track_url("studio-song"))
+    assert busy.ephemeral
+    assert busy.content == (f"I'm already playing in <#{scene.voice('Lounge')}>. "
+                            f"Try <@{scene.app(2).user_id}>: it is free here.")
+
+    result = await scene.cmd(2, "bob", "play", query=track_url("studio-song"))
+    assert result.content.startswith("Now playing: **[Studio Song](<")
+    one = await scene.wait_track(1, "lounge-song")
+    two = await scene.wait_track(2, "studio-song")
+    assert one["session_id"] != two["session_id"]
+    assert scene.bot_voice_channel(1) == scene.voice("Lounge") and scene.bot_voice_channel(2) == scene.voice("Studio")
+
+    await scene.cmd(2, "bob", "pause")
+    await scene.wait_player(2, lambda p: p["paused"])
+    assert scene.player(1)["paused"] is False
+
+    await scene.join("carol", "Lounge")
+    none_free = await scene.cmd(2, "carol", "play", query="anything")
+    assert none_free.ephemeral and "No other bot of the fleet is free" in none_free.content
+
+
+async def test_preflight_refuses_channels_the_bot_cannot_use(scene):
+    discord = scene.fleet.discord
+    locked = discord.create_voice_channel(scene.guild_id, "Locked")
+    await discord.set_overwrite(locked.id, scene.app(1).user_id, deny=1 << 20)  # CONNECT
+    mute = discord.create_voice_channel(scene.guild_id, "Mute")
+    await discord.set_overwrite(mute.id, scene.app(1).user_id, deny=1 << 21)  # SPEAK
+    tiny = discord.create_voice_channel(scene.guild_id, "Tiny", user_limit=1)
+    stage = discord.create_stage_channel(scene.guild_id, "Stage")
+    cases = ((locked, "permission to join"), (mute, "not allowed to speak"), (tiny, "is full"),
+             (stage, "stage channels"))
+    for channel, expected in cases:
+        await discord.move_member(scene.guild_id, scene.member("alice"), channel.id)
+        answer = await scene.cmd(1, "alice", "play", query="anything")
+        assert answer.ephemeral and expected in answer.content, (channel.name, answer.content)
+    assert scene.bot_voice_channel(1) is None
+    assert not discord.voice_ops.get(scene.app(1).user_id) or all(
+        str(op["guild_id"]) != str(scene.guild_id) for op in discord.voice_ops[scene.app(1).user_id])
+
+
+async def test_audio_server_down_gives_a_clear_answer_then_playback_continues(fleet):
+    scene = await fleet.scene()
+    await playing(scene, query=track_url("survives-restart"))
+    await scene.cmd(1, "alice", "play", query=track_url("still-queued"))
+    await asyncio.sleep(1.0)
+    await fleet.lavalink.restart(downtime=4.0)
+    down = await scene.cmd(1, "alice", "play", query="anything")
+    assert down.ephemeral and "audio server is unreachable" in down.content
+    player = await scene.wait_player(1, lambda p: p["identifier"] is not None and "survives-restart" in p["identifier"],
+                                     timeout=40)
+    assert player["position"] > 0
+    await scene.cmd(1, "alice", "skip")
+    await scene.wait_track(1, "still-queued")

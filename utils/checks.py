@@ -1,0 +1,54 @@
+"""Preconditions of the music commands, raising MusicError subclasses with the user-facing reason.
+
+Commands and the now-playing panel's buttons both call `ensure_can_control`, so a button and the
+matching command always follow the same rules.
+"""
+
+from __future__ import annotations
+
+import discord
+
+from utils.errors import NotConnected, NotDJ, NothingPlaying, NotInMyChannel, NotInVoice
+from utils.player import MusicPlayer, requester_id
+
+
+def get_player(interaction: discord.Interaction) -> MusicPlayer | None:
+    guild = interaction.guild
+    voice = guild.voice_client if guild else None
+    return voice if isinstance(voice, MusicPlayer) and voice.connected else None
+
+
+def member_voice_channel(interaction: discord.Interaction) -> discord.abc.GuildChannel | None:
+    member = interaction.user
+    state = getattr(member, "voice", None)
+    return state.channel if state is not None and state.channel is not None else None
+
+
+def is_dj(member: discord.Member, dj_role: str | None) -> bool:
+    if dj_role is None:
+        return True
+    if member.guild_permissions.manage_guild:
+        return True
+    wanted = dj_role.lower()
+    return any(role.name.lower() == wanted or str(role.id) == dj_role for role in member.roles)
+
+
+def ensure_can_control(interaction: discord.Interaction, *, need_track: bool = False) -> MusicPlayer:
+    """The member must be with the bot in its voice channel; with a DJ role set, also DJ, requester or alone."""
+    player = get_player(interaction)
+    if player is None:
+        raise NotConnected()
+    channel = member_voice_channel(interaction)
+    if channel is None:
+        raise NotInVoice()
+    if player.channel is None or channel.id != player.channel.id:
+        raise NotInMyChannel(player.channel.mention if player.channel else "my voice channel")
+    if need_track and player.current is None:
+        raise NothingPlaying()
+    dj_role: str | None = getattr(getattr(interaction.client, "settings", None), "dj_role", None)
+    member = interaction.user
+    if dj_role and isinstance(member, discord.Member) and not is_dj(member, dj_role):
+        alone = [m.id for m in player.listeners()] == [member.id]
+        if not alone and requester_id(player.current) != member.id:
+            raise NotDJ(dj_role)
+    return player

@@ -1,0 +1,132 @@
+"""MusicPlayer: wavelink's Player plus the per-guild state a music bot keeps (home channel, panel,
+requesters, leave timers). One per guild, living in this bot process only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import discord
+import wavelink
+
+from utils.tracklist import LoopMode
+
+log = logging.getLogger(__name__)
+
+REQUESTER_KEY = "requester_id"
+
+
+def requester_id(track: wavelink.Playable | None) -> int | None:
+    """Who asked for the track; stored in the track's extras so Lavalink keeps it (userData)."""
+    if track is None:
+        return None
+    value = dict(track.extras).get(REQUESTER_KEY)
+    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None
+
+
+def tag_requester(track: wavelink.Playable, user_id: int) -> None:
+    track.extras = {**dict(track.extras), REQUESTER_KEY: str(user_id)}
+
+
+class MusicPlayer(wavelink.Player):
+    home: discord.abc.Messageable | None
+    panel_message: discord.Message | None
+    alone_task: asyncio.Task[None] | None
+    leaving: bool
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.home = None
+        self.panel_message = None
+        self.alone_task = None
+        self.leaving = False
+        self.autoplay = wavelink.AutoPlayMode.partial  # play the queue on; recommendations only with /autoplay
+        self.inactive_channel_tokens = None  # "alone" is handled by our own timer (ALONE_TIMEOUT)
+
+    @property
+    def loop_mode(self) -> LoopMode:
+        return LoopMode.from_queue_mode(self.queue.mode)
+
+    @loop_mode.setter
+    def loop_mode(self, mode: LoopMode) -> None:
+        self.queue.mode = mode.queue_mode
+
+    @property
+    def autoplay_on(self) -> bool:
+        return self.autoplay is wavelink.AutoPlayMode.enabled
+
+    def set_autoplay(self, on: bool) -> None:
+        self.autoplay = wavelink.AutoPlayMode.enabled if on else wavelink.AutoPlayMode.partial
+        if not on:
+            self.auto_queue.clear()
+
+    def clear_all(self) -> None:
+        """/stop: forget what is queued (history stays for /previous) and stop looping."""
+        self.queue.clear()
+        self.auto_queue.clear()
+        self.loop_mode = LoopMode.off
+
+    def listeners(self) -> list[discord.Member]:
+        """Humans in the bot's voice channel."""
+        channel = self.channel
+        members = getattr(channel, "members", None) or []
+        return [m for m in members if not m.bot]
+
+    def previous_track(self) -> wavelink.Playable | None:
+        """The track before the current one in the history, if any."""
+        history = self.queue.history
+        if history is None:
+            return None
+        offset = 2 if self.current is not None and len(history) and history[-1] == self.current else 1
+        return history[-offset] if len(history) >= offset else None
+
+    async def play_previous(self) -> wavelink.Playable | None:
+        """Go back one track; the current one goes to the front of the queue."""
+        previous = self.previous_track()
+        if previous is None:
+            return None
+        history = self.queue.history
+        assert history is not None
+        current = self.current
+        if current is not None:
+            if len(history) and history[-1] == current:
+                history.delete(len(history) - 1)
+            self.queue.put_at(0, current)
+        history.delete(len(history) - 1)  # `previous`; play() adds it back to the history
+        await self.play(previous)
+        return previous
+
+    async def rebuild(self) -> None:
+        """After a Lavalink node lost our session: send the voice state again and resume the track."""
+        current, position, paused = self.current, self.position, self.paused
+        await self._dispatch_voice_update()
+        if current is not None:
+            await self.play(current, start=0 if current.is_stream else position, paused=paused, add_history=False)
+        log.info("guild %s: player rebuilt on node %s (%s at %d ms)", self.guild and self.guild.id,
+                 self.node.identifier, current.title if current else "nothing playing", position)
+
+    async def leave(self, reason: str | None) -> None:
+        """Leave voice for good: remove the panel, say why (auto-leave), disconnect."""
+        self.cancel_alone_timer()
+        home, panel = self.home, self.panel_message
+        self.panel_message = None
+        try:
+            await self.disconnect()
+        except Exception:
+            log.warning("guild %s: disconnect failed", self.guild and self.guild.id, exc_info=True)
+        if panel is not None:
+            try:
+                await panel.delete()
+            except discord.HTTPException:
+                pass  # already deleted by someone, or no permission
+        if reason and home is not None:
+            try:
+                await home.send(reason)
+            except discord.HTTPException:
+                log.info("guild %s: could not say why I left", self.guild and self.guild.id)
+
+    def cancel_alone_timer(self) -> None:
+        if self.alone_task is not None and not self.alone_task.done():
+            self.alone_task.cancel()
+        self.alone_task = None

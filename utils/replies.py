@@ -1,0 +1,75 @@
+"""Answering an interaction whatever state it is in (fresh, deferred, already answered)."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from utils.errors import MusicError
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "Something went wrong on my side; it has been logged. Please try again."
+
+
+async def reply(interaction: discord.Interaction, content: str | None = None, *, ephemeral: bool = True,
+                embed: discord.Embed | None = None, view: discord.ui.View | None = None) -> None:
+    """Send `content` as the answer; after a public defer, an ephemeral answer replaces the "thinking" message."""
+    kwargs: dict = {"content": content, "ephemeral": ephemeral}
+    if embed is not None:
+        kwargs["embed"] = embed
+    if view is not None:
+        kwargs["view"] = view
+    if not interaction.response.is_done():
+        await interaction.response.send_message(**kwargs)
+        return
+    if ephemeral and interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+        deferred_ephemeral = bool(getattr(interaction, "_deferred_ephemeral", False))
+        if not deferred_ephemeral:
+            try:
+                await interaction.delete_original_response()
+            except discord.HTTPException:
+                log.debug("could not delete the deferred response of interaction %s", interaction.id)
+    await interaction.followup.send(**kwargs)
+
+
+async def defer_public(interaction: discord.Interaction) -> None:
+    await interaction.response.defer(thinking=True)
+
+
+async def defer_private(interaction: discord.Interaction) -> None:
+    interaction._deferred_ephemeral = True  # type: ignore[attr-defined]  # remembered for reply()
+    await interaction.response.defer(thinking=True, ephemeral=True)
+
+
+def describe_error(error: BaseException) -> str | None:
+    """The user-facing text for an expected failure, or None for a bug."""
+    original = getattr(error, "original", None) or error
+    if isinstance(original, MusicError):
+        return str(original)
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "Music commands only work in a server."
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down a little: try again in {error.retry_after:.0f} s."
+    if isinstance(error, (app_commands.TransformerError, app_commands.CommandSignatureMismatch)):
+        return "I didn't understand one of the options; please use the command as Discord suggests it."
+    if isinstance(error, app_commands.CheckFailure):
+        return "You can't use that here."
+    return None
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """The one place where command and button failures become an ephemeral answer (and bugs a log entry)."""
+    text = describe_error(error)
+    command = interaction.command.qualified_name if interaction.command else (interaction.data or {}).get("custom_id")
+    if text is None:
+        log.error("guild %s: /%s failed", interaction.guild_id, command, exc_info=getattr(error, "original", error))
+        text = GENERIC_FAILURE
+    else:
+        log.info("guild %s: /%s refused: %s", interaction.guild_id, command, text)
+    try:
+        await reply(interaction, text)
+    except discord.HTTPException as exc:
+        log.warning("guild %s: could not answer /%s (%s)", interaction.guild_id, command, exc.status)
