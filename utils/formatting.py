@@ -47,4 +47,4 @@ def truncate(text: str, limit: int) -> str:
 
 
 def escape_markdown(text: str) -> str:
-    return re.sub(r"([\\*_`~|>\[\]()])", r"\\\1", text)
+    return re.sub(r"([\\*_`~|>\[\]])", r"\\\1", text)

@@ -35,7 +35,7 @@ def test_progress_bar_and_streams():
 def test_truncate_and_escape():
     assert truncate("a\nb   c", 10) == "a b c"
     assert truncate("x" * 20, 10) == "x" * 9 + "…"
-    assert escape_markdown("*bold* [link](x)") == r"\*bold\* \[link\]\(x\)"
+    assert escape_markdown("*bold* [link](x) (live)") == r"\*bold\* \[link\](x) (live)"
 
 
 class FakeChannel:

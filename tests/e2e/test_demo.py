@@ -1,0 +1,39 @@
+"""The README's run command without tokens: the fleet demo plays its whole scene and stops cleanly."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+from tests.helpers import Proc, clean_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+async def test_fleet_demo_plays_its_scene_and_stops_cleanly(tmp_path):
+    demo = await Proc.start([sys.executable, "-m", "sandbox.demo", "--pace", "0"],
+                            env=clean_env({"LOG_DIR": str(tmp_path)}), name="demo")
+    try:
+        assert await demo.wait(timeout=150) == 0, demo.output
+    finally:
+        await demo.kill()
+    out = demo.output
+    for expected in (
+        "all three bots are READY",
+        "alice uses /play query:golden harbor on Music 1 (everyone sees it):",
+        "Queued at position 2:",
+        "Skipped **Golden Harbor",
+        "I'm already playing in <#",
+        "two bots now play at once",
+        "with SIGKILL",
+        "Music 2 is back",
+        "no reconnect",
+        "all bots stopped, manager exiting with status 0",
+        "process_manager.py exited with 0",
+    ):
+        assert expected in out, f"missing {expected!r} in:\n{out}"
+    assert re.search(r"Bot 2: (STARTING|RUNNING) -> BACKOFF \(signal SIGKILL", out), out
+    assert "Traceback" not in out
+    assert sorted(p.name for p in tmp_path.glob("bot-*.log")) == ["bot-1.log", "bot-2.log", "bot-3.log"]
