@@ -8,13 +8,14 @@ more next to N bots. `supervisord.conf` is the production front-end for the same
 Shape (honcho style): `BotProcess` (one child's life and state), `FleetManager` (owns the processes,
 the signals and `tick(now)`), `Printer` (prefixes and colours). How a child is started sits behind one
 seam, the `spawn` callable (`SubprocessSpawner` today; a fork server could replace it).
+Shared with register_commands.py: the `--bots` selection (utils/selection.py). `--check` lives in
+utils/fleet_check.py and is imported only when asked for (urllib + ssl would add ~7 MB to every run).
 """
 
 from __future__ import annotations
 
 import argparse
 import enum
-import json
 import logging
 import logging.handlers
 import os
@@ -23,23 +24,20 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from utils.config import EX_CONFIG, ConfigError, check_token_shape, discover_bot_indices, parse_lavalink_nodes
+from utils.config import EX_CONFIG, discover_bot_indices
+from utils.selection import SelectionError, bot_selection_arg, select_bots
 
 log = logging.getLogger("process_manager")  # feeds logs/manager.log once main() adds a handler
 
 HERE = Path(__file__).resolve().parent
 POLL_INTERVAL = 0.1  # seconds between ticks of the run loop
 EOF_GRACE = 1.0  # after a child exits, wait this long at most for the rest of its output
-DEFAULT_API_BASE = "https://discord.com/api/v10"
-USER_AGENT = "DiscordBot (music-fleet process_manager, 0.1)"  # Discord's edge rejects urllib's default agent
 
 
 class ProcessState(enum.IntEnum):
@@ -501,111 +499,6 @@ class SubprocessSpawner:
         return PopenChild(popen, on_line)
 
 
-# --- configuration and --check ------------------------------------------------------------------------
-
-
-class SelectionError(Exception):
-    """A bot selection that cannot run; the message names variables, never values."""
-
-
-def parse_bot_selection(text: str) -> list[int]:
-    """'1,3-5' -> [1, 3, 4, 5]. Raises ValueError on anything else."""
-    chosen: set[int] = set()
-    for part in (p.strip() for p in text.split(",")):
-        low, sep, high = part.partition("-")
-        if not low.strip().isdigit() or (sep and not high.strip().isdigit()):
-            raise ValueError(f"invalid bot selection {text!r}: use numbers and ranges like 1,3-5")
-        first, last = int(low), int(high) if sep else int(low)
-        if first < 1 or last < first:
-            raise ValueError(f"invalid bot range {part!r}: bots are numbered from 1, ranges go low-high")
-        chosen.update(range(first, last + 1))
-    return sorted(chosen)
-
-
-def select_bots(selection: list[int] | None, env: Mapping[str, str]) -> list[int]:
-    """The bots to run: `selection` (each must have a token) or every BOT_TOKEN_n found in `env`."""
-    found = discover_bot_indices(env)
-    if selection is None:
-        if not found:
-            raise SelectionError("no bot token configured: set BOT_TOKEN_1, BOT_TOKEN_2, ... (one per bot) "
-                                 "in .env or the environment")
-        return found
-    missing = [f"BOT_TOKEN_{n}" for n in selection if n not in found]
-    if missing:
-        verb = "is" if len(missing) == 1 else "are"
-        raise SelectionError(f"{', '.join(missing)} {verb} not set, but selected with --bots")
-    return selection
-
-
-def _http_get_json(url: str, headers: Mapping[str, str], timeout: float) -> object:
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) URLs only)
-        return json.loads(response.read().decode("utf-8"))
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
-        exc = exc.reason if isinstance(exc.reason, BaseException) else exc
-    return str(exc) or type(exc).__name__
-
-
-def check_bot(index: int, env: Mapping[str, str], timeout: float = 10.0) -> tuple[bool, str]:
-    """GET /users/@me with the bot's token: (ok, one line for the operator)."""
-    var = f"BOT_TOKEN_{index}"
-    token = env.get(var, "").strip()
-    try:
-        check_token_shape(token, var)
-    except ConfigError as exc:
-        return False, f"Bot {index}: ERROR — {exc}"
-    base = (env.get("DISCORD_API_BASE", "").strip() or DEFAULT_API_BASE).rstrip("/")
-    try:
-        user = _http_get_json(f"{base}/users/@me", {"Authorization": f"Bot {token}"}, timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            return False, f"Bot {index}: REJECTED (401) — check {var}"
-        return False, f"Bot {index}: ERROR — HTTP {exc.code} from {base}"
-    except (OSError, ValueError) as exc:
-        return False, f"Bot {index}: ERROR — {_reason(exc)}"
-    if not isinstance(user, dict):
-        return False, f"Bot {index}: ERROR — unexpected reply from {base}/users/@me"
-    return True, f"Bot {index}: OK — {user.get('username', '?')} (id {user.get('id', '?')})"
-
-
-def check_lavalink(identifier: str, uri: str, password: str, timeout: float = 10.0) -> tuple[bool, str]:
-    """GET /v4/info on one Lavalink node: (ok, one line)."""
-    label = f"Lavalink {identifier} {uri}"
-    try:
-        info = _http_get_json(f"{uri}/v4/info", {"Authorization": password}, timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
-            return False, f"{label}: UNAUTHORIZED — check LAVALINK_PASSWORD"
-        return False, f"{label}: ERROR — HTTP {exc.code}"
-    except (OSError, ValueError) as exc:
-        return False, f"{label}: UNREACHABLE — {_reason(exc)}"
-    version = info.get("version", {}) if isinstance(info, dict) else {}
-    semver = version.get("semver", "?") if isinstance(version, dict) else version
-    return True, f"{label}: OK — version {semver}"
-
-
-def run_check(indices: Sequence[int], env: Mapping[str, str], out: IO[str]) -> int:
-    """--check: every selected token against Discord, every Lavalink node; 0 if all fine, else 1."""
-    ok = True
-    for index in indices:
-        good, line = check_bot(index, env)
-        ok &= good
-        print(line, file=out, flush=True)
-    try:
-        nodes = parse_lavalink_nodes(env)
-    except ConfigError as exc:
-        print(f"Lavalink: ERROR — {exc}", file=out, flush=True)
-        return 1
-    for node in nodes:
-        good, line = check_lavalink(node.identifier, node.uri, node.password)
-        ok &= good
-        print(line, file=out, flush=True)
-    return 0 if ok else 1
-
-
 # --- command line --------------------------------------------------------------------------------------
 
 EPILOG = """\
@@ -640,20 +533,14 @@ def _non_negative(kind: type) -> Callable[[str], float]:
     return parse
 
 
-def _selection(text: str) -> list[int]:
-    try:
-        return parse_bot_selection(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = ProcessConfig()
     parser = _Parser(prog="process_manager.py", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="Run one `bot.py --bot n` child per BOT_TOKEN_n, restart crashed bots with\n"
                                  "backoff, prefix their output with [Bot n] and stop them gracefully.")
     add = parser.add_argument
-    add("--bots", type=_selection, metavar="LIST", help="bots to run, e.g. 1,3-5 (default: every BOT_TOKEN_n)")
+    add("--bots", type=bot_selection_arg, metavar="LIST",
+        help="bots to run, e.g. 1,3-5 (default: every BOT_TOKEN_n)")
     add("--env-file", default=".env", metavar="PATH", help="dotenv file to load first (default: .env; "
         "variables already in the environment win)")
     add("--check", action="store_true", help="check tokens (Discord /users/@me) and Lavalink nodes, then exit")
@@ -705,6 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"process_manager.py: {exc}", file=sys.stderr)
         return EX_CONFIG
     if args.check:
+        from utils.fleet_check import run_check  # lazy: urllib + ssl only for --check
+
         return run_check(indices, os.environ, sys.stdout)
 
     _setup_manager_log(os.environ)

@@ -21,9 +21,9 @@ import discord
 from discord.http import HTTPClient, Route
 
 from commands import EXTENSIONS
-from process_manager import SelectionError, parse_bot_selection, select_bots
 from utils.config import EX_CONFIG, ConfigError, Settings
 from utils.endpoints import apply_endpoint_overrides
+from utils.selection import SelectionError, bot_selection_arg, select_bots
 
 EPILOG = """\
 Environment (or --env-file): BOT_TOKEN_1..N, one token per bot; TEST_GUILD_ID, the guild to register in
@@ -200,7 +200,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Register the bots' slash commands (built from the cogs in commands/) for every BOT_TOKEN_n,\n"
                     "globally or in one guild. Uploads only when Discord's copy differs (bulk overwrite).")
     add = parser.add_argument
-    add("--bots", type=_selection, metavar="LIST", help="bots to register, e.g. 1,3-5 (default: every BOT_TOKEN_n)")
+    add("--bots", type=bot_selection_arg, metavar="LIST",
+        help="bots to register, e.g. 1,3-5 (default: every BOT_TOKEN_n)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--guild", type=int, metavar="ID", help="register in this guild only (instant; default: "
                        "TEST_GUILD_ID if set, else global)")
@@ -214,13 +215,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--env-file", default=".env", metavar="PATH", help="dotenv file to load first (default: .env; variables "
         "already in the environment win)")
     return parser.parse_args(argv)
-
-
-def _selection(text: str) -> list[int]:
-    try:
-        return parse_bot_selection(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def load_settings(selection: list[int] | None, env: Mapping[str, str]) -> list[Settings]:

@@ -227,6 +227,7 @@ def test_no_token_exits_78_naming_variables(manager):
     run = manager({})
     assert run.wait() == 78
     assert "BOT_TOKEN_1" in run.output and "BOT_TOKEN_2" in run.output
+    assert "BOT_TOKEN (with BOT_ID) is for bot.py alone" in run.output  # the single-bot form is not the fleet's
 
 
 # --- --check against a stub Discord REST + Lavalink -------------------------------------------------------

@@ -1,4 +1,5 @@
-"""process_manager: the state machine (one test per arrow, fake clock and fake spawn), CLI helpers, Printer."""
+"""process_manager: the state machine (one test per arrow, fake clock and fake spawn), CLI helpers, Printer;
+the shared `--bots` selection (utils/selection.py) and the --check lines (utils/fleet_check.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 import process_manager as pm
 from process_manager import BotProcess, FleetManager, Printer, ProcessConfig, ProcessState
+from utils import fleet_check
+from utils.selection import SelectionError, parse_bot_selection, select_bots
 
 S = ProcessState
 TOKEN = "MTAwMA.fake.token-secret-value"
@@ -483,13 +486,13 @@ def test_printer_survives_closed_stream():
     ("1", [1]), ("1,3", [1, 3]), ("3-5", [3, 4, 5]), ("1, 3-4,2", [1, 2, 3, 4]), ("2,2,1-2", [1, 2]),
 ])
 def test_parse_bot_selection(text, expected):
-    assert pm.parse_bot_selection(text) == expected
+    assert parse_bot_selection(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "a", "1,,2", "0", "3-1", "1-", "-2", "1-2-3", "1.5"])
 def test_parse_bot_selection_rejects(text):
     with pytest.raises(ValueError):
-        pm.parse_bot_selection(text)
+        parse_bot_selection(text)
 
 
 def test_bad_bots_syntax_is_usage_error(capsys):
@@ -502,14 +505,32 @@ def test_bad_bots_syntax_is_usage_error(capsys):
 
 def test_select_bots_discovers_gaps():
     env = {"BOT_TOKEN_3": TOKEN, "BOT_TOKEN_1": TOKEN, "BOT_TOKEN_2": " ", "BOT_TOKEN": TOKEN}
-    assert pm.select_bots(None, env) == [1, 3]
-    assert pm.select_bots([3], env) == [3]
+    assert select_bots(None, env) == [1, 3]
+    assert select_bots([3], env) == [3]
 
 
 def test_select_bots_missing_token_names_variable():
-    with pytest.raises(pm.SelectionError, match=r"^BOT_TOKEN_2, BOT_TOKEN_4 are not set") as exc:
-        pm.select_bots([1, 2, 4], {"BOT_TOKEN_1": TOKEN})
+    with pytest.raises(SelectionError, match=r"^BOT_TOKEN_2, BOT_TOKEN_4 are not set") as exc:
+        select_bots([1, 2, 4], {"BOT_TOKEN_1": TOKEN})
     assert TOKEN not in str(exc.value)
+
+
+def test_no_token_message_points_single_bot_form_at_bot_py():
+    with pytest.raises(SelectionError) as exc:
+        select_bots(None, {})
+    assert "BOT_TOKEN_1" in str(exc.value) and "bot.py alone" in str(exc.value)
+    with pytest.raises(SelectionError) as exc:
+        select_bots(None, {"BOT_TOKEN": TOKEN, "BOT_ID": "2"})
+    message = str(exc.value)
+    assert "BOT_TOKEN is set, but only bot.py reads it" in message and TOKEN not in message
+    assert "\n" not in message
+
+
+def test_both_scripts_share_one_selection():
+    import register_commands as rc
+
+    assert pm.select_bots is select_bots and rc.select_bots is select_bots
+    assert pm.SelectionError is SelectionError and rc.SelectionError is SelectionError
 
 
 @pytest.fixture
@@ -559,3 +580,28 @@ def test_import_is_lean():
             "print(bad)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=pm.HERE, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_check_is_imported_only_for_check():
+    import subprocess
+    import sys
+    code = "import sys, process_manager; print('utils.fleet_check' in sys.modules, 'urllib.request' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=pm.HERE, check=True)
+    assert result.stdout.split() == ["False", "False"]
+
+
+# --- --check lines (utils/fleet_check.py); the real HTTP exchange is covered end to end -----------------
+
+
+def test_check_bot_rejects_malformed_token_without_asking_discord(monkeypatch):
+    monkeypatch.setattr(fleet_check, "_http_get_json", lambda *a, **k: pytest.fail("no request expected"))
+    ok, line = fleet_check.check_bot(2, {"BOT_TOKEN_2": "Bot " + TOKEN})
+    assert not ok and line.startswith("Bot 2: ERROR — BOT_TOKEN_2 must be the bare token") and TOKEN not in line
+
+
+def test_run_check_reports_bad_lavalink_uri_once(monkeypatch):
+    monkeypatch.setattr(fleet_check, "_http_get_json", lambda *a, **k: {"id": "1000", "username": "Music 1"})
+    out = io.StringIO()
+    assert fleet_check.run_check([1], {"BOT_TOKEN_1": TOKEN, "LAVALINK_URI": "ftp://x"}, out) == 1
+    assert out.getvalue().splitlines() == ["Bot 1: OK — Music 1 (id 1000)",
+                                           "Lavalink: ERROR — LAVALINK_URI entry 1 must look like http://host:2333"]

@@ -10,8 +10,8 @@ import pytest
 import register_commands as rc
 from bot import MusicBot
 from commands import EXTENSIONS
-from process_manager import SelectionError
 from utils.config import Settings
+from utils.selection import SelectionError
 
 TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.AAAAAA.unit-test-token-secret-value"  # user id 100000000000000001
 
