@@ -94,8 +94,9 @@ async def _refresh(interaction: discord.Interaction, player: MusicPlayer) -> Non
 
 async def _pause(interaction: discord.Interaction) -> None:
     player = ensure_can_control(interaction, need_track=True)
+    await interaction.response.defer()  # acknowledge within Discord's 3 s even if the audio server is slow
     await lavalink_call(player.pause(not player.paused))
-    await _refresh(interaction, player)
+    await interaction.edit_original_response(embed=now_playing_embed(player), view=panel_view(player))
 
 
 async def _skip(interaction: discord.Interaction) -> None:
@@ -108,11 +109,11 @@ async def _skip(interaction: discord.Interaction) -> None:
 async def _stop(interaction: discord.Interaction) -> None:
     player = ensure_can_control(interaction)
     player.clear_all()
-    if player.current is not None:
-        await lavalink_call(player.skip(force=True))
-    player.panel_message = None
+    player.panel_message = None  # this message stays as the record of the stop; the track end must not delete it
     await interaction.response.edit_message(
         content=f"Stopped by {interaction.user.mention}; the queue is cleared.", embed=None, view=None)
+    if player.current is not None:
+        await lavalink_call(player.skip(force=True))
 
 
 async def _loop(interaction: discord.Interaction) -> None:
@@ -173,8 +174,10 @@ class Panel(commands.Cog):
         await self._delete_panel(player)
         if player.home is None or player.current is None:
             return
+        note, player.restored_note = player.restored_note, None
         try:
-            player.panel_message = await player.home.send(embed=now_playing_embed(player), view=panel_view(player))
+            player.panel_message = await player.home.send(content=note, embed=now_playing_embed(player),
+                                                          view=panel_view(player))
         except discord.HTTPException as exc:
             log.info("guild %s: could not post the panel (%s)", getattr(player.guild, "id", "?"), exc.status)
 

@@ -12,7 +12,7 @@ import wavelink
 from discord import app_commands
 from discord.ext import commands
 
-from utils.checks import ensure_can_control, get_player, member_voice_channel
+from utils.checks import ensure_can_control, get_player, member_voice_channel, preflight
 from utils.embeds import added_message, playlist_message, track_length
 from utils.errors import AudioUnavailable, BadInput, MusicError, NotInVoice
 from utils.fleet import SiblingDirectory, busy_message
@@ -21,6 +21,7 @@ from utils.lavalink import lavalink_call
 from utils.player import MusicPlayer, tag_requester
 from utils.replies import defer_public, reply
 from utils.tracklist import room_left, skip_to
+from utils.turnstile import Turnstile
 
 if TYPE_CHECKING:
     from bot import MusicBot
@@ -41,25 +42,11 @@ def clean_query(query: str) -> str:
     return query
 
 
-def preflight(channel: discord.abc.GuildChannel, me: discord.Member) -> None:
-    """Refuse clearly before joining, instead of timing out silently."""
-    if isinstance(channel, discord.StageChannel):
-        raise BadInput(f"I can't play in stage channels like {channel.mention}; use a voice channel.")
-    perms = channel.permissions_for(me)
-    if not perms.view_channel or not perms.connect:
-        raise BadInput(f"I don't have permission to join {channel.mention} (Connect). Ask an admin to allow it.")
-    if not perms.speak:
-        raise BadInput(f"I can join {channel.mention} but I'm not allowed to speak there (Speak permission).")
-    limit = getattr(channel, "user_limit", 0)
-    if limit and len(channel.members) >= limit and not perms.move_members:
-        raise BadInput(f"{channel.mention} is full ({limit} members). Make room or raise its user limit.")
-
-
 class Playback(commands.Cog):
     def __init__(self, bot: MusicBot) -> None:
         self.bot = bot
         self.siblings = SiblingDirectory(bot.settings.siblings.values())
-        self.volumes: dict[int, int] = {}  # guild id -> volume, kept for the process lifetime
+        self.turnstiles: dict[int, Turnstile] = {}  # guild id -> order of /play commands in flight
 
     # ---- /play -------------------------------------------------------------------------------------
 
@@ -87,7 +74,7 @@ class Playback(commands.Cog):
             raise MusicError("I'm already connecting to a voice channel here; try again in a moment.") from None
         assert isinstance(player, MusicPlayer)
         player.inactive_timeout = self.bot.settings.idle_timeout
-        volume = self.volumes.get(channel.guild.id)
+        volume = self.bot.guild_volumes.get(channel.guild.id)
         if volume is not None and volume != player.volume:
             await lavalink_call(player.set_volume(volume))
         return player
@@ -115,13 +102,29 @@ class Playback(commands.Cog):
         if not self.bot.lavalink.connected():
             raise AudioUnavailable()
 
-        await defer_public(interaction)
-        found = await self._search(interaction, query)
-        if not found:
-            raise BadInput(f"No results for “{truncate(query, 80)}”. Try other words or a direct link.")
+        turnstile = self.turnstiles.setdefault(guild.id, Turnstile())
+        ticket = turnstile.take()  # before the first await: the order users sent their commands in
+        try:
+            await defer_public(interaction)
+            found = await self._search(interaction, query)
+            if not found:
+                raise BadInput(f"No results for “{truncate(query, 80)}”. Try other words or a direct link.")
+            await turnstile.wait(ticket)
+            await self._enqueue(interaction, channel, found)
+        finally:
+            await turnstile.done(ticket)
+            if turnstile.idle:
+                self.turnstiles.pop(guild.id, None)
 
+    async def _enqueue(self, interaction: discord.Interaction, channel: discord.VoiceChannel,
+                       found: wavelink.Search) -> None:
+        guild = channel.guild
+        player = get_player(interaction)  # again: an earlier /play may have joined while we searched
         if player is None:
+            preflight(channel, guild.me)
             player = await self._join(interaction, channel)
+        elif player.channel is not None and player.channel.id != channel.id:
+            raise MusicError(busy_message(player.channel, await self.siblings.free_in(guild)))
         if player.home is None and interaction.channel is not None:
             player.home = interaction.channel  # where the now-playing panel lives
 
@@ -263,7 +266,7 @@ class Playback(commands.Cog):
         if not 0 <= level <= 150:
             raise BadInput("Volume goes from 0 to 150.")
         await lavalink_call(player.set_volume(level))
-        self.volumes[player.guild.id] = level
+        self.bot.guild_volumes[player.guild.id] = level
         self.bot.dispatch("music_panel_refresh", player)
         await reply(interaction, f"Volume set to {level}%.", ephemeral=False)
 

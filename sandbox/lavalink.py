@@ -383,7 +383,7 @@ class LavalinkEmulator:
 
     async def _dispatch(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
         path = request.path
-        status = await self.faults.apply(request.method, path)
+        status = await self.faults.apply(request.method, request.path_qs)
         if status is not None:
             return error_response(status, HTTPStatus(status).phrase, request)
         if path != WEBSOCKET_PATH:

@@ -1,7 +1,8 @@
 """Fault injection for the emulated Lavalink node: slow answers, hung requests and forced error statuses.
 
-Rules match a regular expression searched in the request path (the websocket handshake included); the
-server applies them before authentication and routing, as a slow or failing network path would.
+Rules match a regular expression searched in the request path with its query string (the websocket
+handshake included), so one search can be slowed by its identifier; the server applies them before
+authentication and routing, as a slow or failing network path would.
 """
 
 from __future__ import annotations

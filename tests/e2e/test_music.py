@@ -85,6 +85,24 @@ async def test_playlist_enqueues_every_track_and_says_how_many(scene):
     assert "6 tracks" in queue.embeds[0]["footer"]["text"]
 
 
+async def test_concurrent_plays_join_the_queue_in_the_order_they_were_sent(scene):
+    await playing(scene)
+    lavalink = scene.fleet.lavalink
+    lavalink.hang(r"loadtracks.*order-0")  # the first search is the slowest: it finishes last
+    slugs = [f"order-{i}" for i in range(4)]
+    sends = []
+    for slug in slugs:
+        sends.append(asyncio.create_task(scene.cmd(1, "alice", "play", query=track_url(slug))))
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # the other searches complete meanwhile
+    lavalink.unhang()
+    results = await asyncio.gather(*sends)
+    assert [r.content.split(":")[0] for r in results] == [f"Queued at position {i}" for i in range(1, 5)]
+    page = (await scene.cmd(1, "alice", "queue")).embeds[0]["description"]
+    positions = [page.index(f"Order {i}") for i in range(4)]
+    assert positions == sorted(positions)
+
+
 async def test_queue_limit_refuses_clearly(scene):
     await scene.join("alice", "Lounge")
     result = await scene.cmd(1, "alice", "play", query="https://music.example/playlist/huge?n=40")
@@ -299,7 +317,7 @@ async def test_panel_buttons_control_playback_and_old_panels_are_refused(scene):
     await scene.cmd(1, "alice", "play", query=track_url("panel-three"))
     panel = await scene.wait_panel("Panel One")
     paused = await scene.press(1, "alice", int(panel["id"]), "panel:pause")
-    assert paused.callback_type == 7
+    assert paused.callback_type == 6 and paused.message_id == int(panel["id"])  # deferred, then the panel edited
     await scene.wait_player(1, lambda p: p["paused"] is True)
     labels = [c.get("label") for c in paused.components[0]["components"]]
     assert labels[0] == "Resume"
