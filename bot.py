@@ -47,6 +47,8 @@ def build_intents() -> discord.Intents:
 class MusicBot(commands.Bot):
     settings: Settings
     lavalink: NodeLink
+    guild_volumes: dict[int, int]  # kept for the process lifetime (and in snapshots)
+    stopping: bool
 
     def __init__(self, settings: Settings) -> None:
         intents = build_intents()
@@ -61,6 +63,8 @@ class MusicBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.settings = settings
+        self.guild_volumes = {}
+        self.stopping = False
 
     async def setup_hook(self) -> None:
         self.tree.on_error = report_error  # one answer per failure; cogs define no handlers of their own
@@ -69,7 +73,7 @@ class MusicBot(commands.Bot):
                 await self.load_extension(extension)
             except Exception:
                 log.exception("failed to load extension %s", extension)
-        self.lavalink = NodeLink(self, self.settings.lavalink_nodes)
+        self.lavalink = NodeLink(self, self.settings.lavalink_nodes, self.settings.bot_state_dir)
         self.lavalink.start()
         # Commands are registered by register_commands.py, never on start-up (global syncs are rate limited).
 
@@ -84,6 +88,7 @@ class MusicBot(commands.Bot):
         log.info("Lavalink node %s ready (session %s, resumed %s)", payload.node.identifier, payload.session_id,
                  payload.resumed)
         self.lavalink.watch(payload.node)
+        self.lavalink.remember_sessions()
 
     async def on_wavelink_node_disconnected(self, payload: wavelink.NodeDisconnectedEventPayload) -> None:
         log.warning("Lavalink node %s disconnected", payload.node.identifier)
@@ -92,6 +97,10 @@ class MusicBot(commands.Bot):
         """Leave voice cleanly, then close Lavalink and the gateway."""
         if self.is_closed():
             return await super().close()
+        self.stopping = True
+        persistence = self.get_cog("Persistence")
+        if persistence is not None:
+            persistence.flush_for_shutdown()  # snapshots survive a deploy; leaving voice below must not end them
         for voice in list(self.voice_clients):
             try:
                 await asyncio.wait_for(voice.disconnect(force=True), timeout=2)

@@ -5,4 +5,5 @@ EXTENSIONS: tuple[str, ...] = (
     "commands.playback",
     "commands.queue",
     "commands.panel",
+    "commands.persistence",
 )

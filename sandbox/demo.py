@@ -3,7 +3,8 @@
 Starts the sandbox (emulated Discord + Lavalink) in this process, runs the real fleet against it
 (`process_manager.py` with three `bot.py` children) and plays a short scene a newcomer can watch:
 members join two voice channels, two bots play at once, a queue, a skip, the busy-bot hint, bot 2
-killed with SIGKILL and brought back by the manager while bot 1 keeps playing, a clean shutdown.
+killed with SIGKILL and brought back by the manager, playing again from its snapshot, while bot 1
+keeps playing; a clean shutdown.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,7 +102,13 @@ def bot_pid(manager_pid: int, number: int) -> int | None:
     return None
 
 
-async def scene(demo: Demo, manager_pid: int) -> None:
+async def wait_for_file(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+async def scene(demo: Demo, manager_pid: int, state_dir: Path) -> None:
     sb, say = demo.sb, demo.say
     await demo.join("alice", "Lounge")
     await demo.join("bob", "Lounge")
@@ -117,6 +126,8 @@ async def scene(demo: Demo, manager_pid: int) -> None:
     bot1 = demo.apps[0]
     before = sb.discord.gateway_stats(bot1)
     position = (demo.playing(1) or {}).get("position", 0)
+    # Snapshots are written within half a second of a change; let bot 2 write its first one.
+    await wait_for_file(state_dir / "bot-2" / f"guild-{demo.world.guild_id}.json", timeout=5)
     pid = bot_pid(manager_pid, 2)
     if pid is None:
         raise RuntimeError("could not find bot 2's process")
@@ -132,10 +143,15 @@ async def scene(demo: Demo, manager_pid: int) -> None:
     say(f"meanwhile {bot1.name} kept playing: position {position / 1000:.1f}s -> {now / 1000:.1f}s, "
         f"{'no reconnect' if untouched else 'it reconnected (unexpected)'}")
     await demo.narrator.beat()
-    await sb.lavalink.wait_for(
-        lambda: any(s["user_id"] == demo.apps[1].user_id and s["client_ready"] for s in sb.lavalink.sessions.values()),
-        timeout=30)
-    await demo.command(2, "carol", "play", query="velvet highway")
+    def resumed_note() -> str | None:
+        return next((m["content"] for m in sb.discord.messages(demo.world.text_id)
+                     if (m.get("content") or "").startswith("Back after a restart")), None)
+
+    await sb.discord.wait_for(lambda: resumed_note() is not None, timeout=30)
+    say(f"{demo.apps[1].name} restored its player from its own snapshot and posted in #general:")
+    demo.narrator.quote(resumed_note() or "")
+    await demo.narrator.beat()
+    await demo.command(2, "carol", "nowplaying")
     await demo.command(1, "alice", "nowplaying")
 
 
@@ -148,7 +164,9 @@ async def run_demo(verbose: bool, hold: float, pace: float) -> int:
         narrator.say(f"guild '{world.name}': #general, voice channels {', '.join(world.voice_ids)}; "
                      f"members {', '.join(world.member_ids)}; bots {', '.join(a.name for a in apps)}")
         log_dir = os.environ.get("LOG_DIR") or str(ROOT / "logs" / "demo")
-        env = {**os.environ, **sb.bot_env(apps), "LOG_DIR": log_dir, "PYTHONUNBUFFERED": "1"}
+        state_dir = tempfile.mkdtemp(prefix="fleet-demo-state-")  # snapshots of this run only
+        env = {**os.environ, **sb.bot_env(apps), "LOG_DIR": log_dir, "STATE_DIR": state_dir,
+               "PYTHONUNBUFFERED": "1"}
         manager = await asyncio.create_subprocess_exec(
             sys.executable, str(ROOT / "process_manager.py"), "--env-file", os.devnull, "--status-interval", "0",
             "--stagger", "0.2", cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -165,7 +183,7 @@ async def run_demo(verbose: bool, hold: float, pace: float) -> int:
                 >= {a.user_id for a in apps}, timeout=30)
             narrator.say("all three bots are READY, each with its own gateway and Lavalink session")
             await narrator.beat()
-            await scene(Demo(sb, world, apps, narrator), manager.pid)
+            await scene(Demo(sb, world, apps, narrator), manager.pid, Path(state_dir))
             if hold:
                 narrator.say(f"holding for {hold:.0f} s (Ctrl-C to end sooner)")
                 await asyncio.sleep(hold)
@@ -179,6 +197,7 @@ async def run_demo(verbose: bool, hold: float, pace: float) -> int:
                 os.killpg(manager.pid, signal.SIGKILL)
                 code = await manager.wait()
             await asyncio.wait_for(pump, 5)
+            shutil.rmtree(state_dir, ignore_errors=True)
     narrator.say(f"process_manager.py exited with {code} (0 = clean stop); the bots' logs are in {log_dir}")
     return 0 if code == 0 else 1
 

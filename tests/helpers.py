@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_ZSTD_DIR = Path(__file__).resolve().parent / "no_zstd"  # a `zstandard` that fails to import
 
 # Variables from the developer's own environment that must not leak into a test process.
-_SCRUB = re.compile(r"^(BOT_TOKEN.*|BOT_ID|BOT_CLIENT_ID_.*|LAVALINK_.*|DISCORD_.*|TEST_GUILD_ID|LOG_.*)$")
+_SCRUB = re.compile(r"^(BOT_TOKEN.*|BOT_ID|BOT_CLIENT_ID_.*|LAVALINK_.*|DISCORD_.*|TEST_GUILD_ID|LOG_.*|STATE_DIR|"
+                    r"RESTORE.*|IDLE_TIMEOUT|ALONE_TIMEOUT|MAX_QUEUE|DJ_ROLE)$")
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -110,7 +111,8 @@ class Proc:
 async def start_bot(number: int, env: Mapping[str, str], *, log_dir: Path, extra_args: Sequence[str] = (),
                     python_path: Sequence[Path] = ()) -> Proc:
     """Run the real `bot.py --bot N` with `env` (a sandbox's bot_env) and logs under `log_dir`."""
-    full = clean_env({**env, "LOG_DIR": str(log_dir), "LOG_LEVEL": env.get("LOG_LEVEL", "INFO")})
+    full = clean_env({"STATE_DIR": str(log_dir.parent / "state"), **env, "LOG_DIR": str(log_dir),
+                      "LOG_LEVEL": env.get("LOG_LEVEL", "INFO")})
     if python_path:
         full["PYTHONPATH"] = os.pathsep.join(str(p) for p in python_path)
     args = [sys.executable, str(ROOT / "bot.py"), "--bot", str(number), "--env-file", os.devnull, *extra_args]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import discord
 
-from utils.errors import NotConnected, NotDJ, NothingPlaying, NotInMyChannel, NotInVoice
+from utils.errors import BadInput, NotConnected, NotDJ, NothingPlaying, NotInMyChannel, NotInVoice
 from utils.player import MusicPlayer, requester_id
 
 
@@ -52,3 +52,17 @@ def ensure_can_control(interaction: discord.Interaction, *, need_track: bool = F
         if not alone and requester_id(player.current) != member.id:
             raise NotDJ(dj_role)
     return player
+
+
+def preflight(channel: discord.abc.GuildChannel, me: discord.Member) -> None:
+    """Refuse clearly before joining, instead of timing out silently."""
+    if isinstance(channel, discord.StageChannel):
+        raise BadInput(f"I can't play in stage channels like {channel.mention}; use a voice channel.")
+    perms = channel.permissions_for(me)
+    if not perms.view_channel or not perms.connect:
+        raise BadInput(f"I don't have permission to join {channel.mention} (Connect). Ask an admin to allow it.")
+    if not perms.speak:
+        raise BadInput(f"I can join {channel.mention} but I'm not allowed to speak there (Speak permission).")
+    limit = getattr(channel, "user_limit", 0)
+    if limit and len(channel.members) >= limit and not perms.move_members:
+        raise BadInput(f"{channel.mention} is full ({limit} members). Make room or raise its user limit.")

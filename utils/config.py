@@ -53,6 +53,13 @@ class Settings:
     alone_timeout: int = 120  # seconds alone in the voice channel before leaving
     max_queue: int = 500
     dj_role: str | None = None  # role name or id; None = everyone in the bot's channel may control
+    state_dir: Path = Path("state")  # this bot writes only state_dir/bot-N
+    restore: bool = True
+    restore_max_age: int = 600  # seconds; older snapshots are discarded
+
+    @property
+    def bot_state_dir(self) -> Path:
+        return self.state_dir / f"bot-{self.bot_index}"
 
     @property
     def name(self) -> str:
@@ -109,6 +116,9 @@ class Settings:
             alone_timeout=_parse_int(env, "ALONE_TIMEOUT", default=120, minimum=5),
             max_queue=_parse_int(env, "MAX_QUEUE", default=500, minimum=1),
             dj_role=env.get("DJ_ROLE", "").strip() or None,
+            state_dir=Path(env.get("STATE_DIR", "").strip() or "state"),
+            restore=_parse_switch(env, "RESTORE", default=True),
+            restore_max_age=_parse_int(env, "RESTORE_MAX_AGE", default=600, minimum=0),
         )
 
 
@@ -188,6 +198,17 @@ def _parse_int(env: Mapping[str, str], var: str, *, default: int | None, minimum
     if not raw.isdigit() or int(raw) < minimum:
         raise ConfigError(f"{var} must be a whole number of at least {minimum}")
     return int(raw)
+
+
+def _parse_switch(env: Mapping[str, str], var: str, *, default: bool) -> bool:
+    raw = env.get(var, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "yes", "1"):
+        return True
+    if raw in ("off", "false", "no", "0"):
+        return False
+    raise ConfigError(f"{var} must be on or off")
 
 
 def _parse_url(env: Mapping[str, str], var: str, *, schemes: tuple[str, ...]) -> str | None:

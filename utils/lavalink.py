@@ -7,20 +7,26 @@
    expects CLOSED/CLOSING, tries to parse the CLOSE message as JSON and dies, leaving the node
    marked CONNECTED forever. We watch that loop and, when it dies, start wavelink's own
    reconnect (with its backoff) ourselves.
+
+It also remembers each node's session id on disk, so a restarted bot process resumes its
+Lavalink session (wavelink sends it as Session-Id) instead of leaving the old session's players
+running beside the new ones until Lavalink times them out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import discord
 import wavelink
 
 from utils.config import LavalinkNode
-from utils.errors import AudioUnavailable
+from utils.errors import AudioUnavailable, MusicError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,13 +48,18 @@ async def lavalink_call(awaitable: Awaitable[T], timeout: float = LAVALINK_TIMEO
 class NodeLink:
     """Owns the wavelink nodes of one bot process."""
 
-    def __init__(self, client: discord.Client, nodes: Sequence[LavalinkNode]) -> None:
+    def __init__(self, client: discord.Client, nodes: Sequence[LavalinkNode], state_dir: Path | None = None) -> None:
         self.client = client
         self.nodes = [
             wavelink.Node(identifier=n.identifier, uri=n.uri, password=n.password, retries=None,
                           resume_timeout=60, inactive_player_timeout=None)
             for n in nodes
         ]
+        self.sessions_file = state_dir / "lavalink-sessions.json" if state_dir is not None else None
+        saved = self._read_sessions()
+        for node in self.nodes:
+            if saved.get(node.identifier):
+                node._session_id = saved[node.identifier]  # wavelink sends it as Session-Id on connect
         self._connect_task: asyncio.Task[None] | None = None
         self._reconnects: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -68,6 +79,49 @@ class NodeLink:
             log.exception("Lavalink node %s: connection failed", node.identifier)
         if node.status is not wavelink.NodeStatus.CONNECTED and node.identifier not in wavelink.Pool.nodes:
             log.error("Lavalink node %s: gave up (wrong password or not a Lavalink v4 server?)", node.identifier)
+
+    def _read_sessions(self) -> dict[str, str]:
+        if self.sessions_file is None:
+            return {}
+        try:
+            data = json.loads(self.sessions_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring %s: %s", self.sessions_file.name, exc)
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+
+    def remember_sessions(self) -> None:
+        if self.sessions_file is None:
+            return
+        data = {node.identifier: node.session_id for node in self.nodes if node.session_id}
+        try:
+            self.sessions_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.sessions_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self.sessions_file)
+        except OSError as exc:
+            log.warning("could not remember the Lavalink session ids (%s)", exc)
+
+    async def drop_orphans(self, keep: set[int]) -> None:
+        """Remove players a resumed session still holds for guilds we did not take back."""
+        for node in self.nodes:
+            if node.status is not wavelink.NodeStatus.CONNECTED:
+                continue
+            try:
+                players = await lavalink_call(node.fetch_players())
+            except MusicError:
+                continue
+            for player in players:
+                if player.guild_id not in keep:
+                    try:
+                        await lavalink_call(node._destroy_player(player.guild_id))
+                        log.info("Lavalink node %s: dropped the leftover player of guild %s", node.identifier,
+                                 player.guild_id)
+                    except MusicError:
+                        log.warning("Lavalink node %s: could not drop the player of guild %s", node.identifier,
+                                    player.guild_id)
 
     def watch(self, node: wavelink.Node) -> None:
         """Called on every node ready: guard the receive loop wavelink just started."""

@@ -10,6 +10,7 @@ from typing import Any
 import discord
 import wavelink
 
+from utils.snapshots import HISTORY_KEPT, GuildSnapshot
 from utils.tracklist import LoopMode
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,11 @@ def tag_requester(track: wavelink.Playable, user_id: int) -> None:
     track.extras = {**dict(track.extras), REQUESTER_KEY: str(user_id)}
 
 
+def track_payload(track: wavelink.Playable) -> dict[str, Any]:
+    """The Lavalink payload a Playable was built from, with its current extras (requester)."""
+    return {**track.raw_data, "userData": dict(track.extras)}
+
+
 class MusicPlayer(wavelink.Player):
     home: discord.abc.Messageable | None
     panel_message: discord.Message | None
@@ -41,6 +47,7 @@ class MusicPlayer(wavelink.Player):
         self.panel_message = None
         self.alone_task = None
         self.leaving = False
+        self.restored_note: str | None = None  # shown once on the next panel ("Back after a restart ...")
         self.autoplay = wavelink.AutoPlayMode.partial  # play the queue on; recommendations only with /autoplay
         self.inactive_channel_tokens = None  # "alone" is handled by our own timer (ALONE_TIMEOUT)
 
@@ -109,6 +116,8 @@ class MusicPlayer(wavelink.Player):
     async def leave(self, reason: str | None) -> None:
         """Leave voice for good: remove the panel, say why (auto-leave), disconnect."""
         self.cancel_alone_timer()
+        if self.guild is not None:
+            self.client.dispatch("music_player_left", self.guild.id)
         home, panel = self.home, self.panel_message
         self.panel_message = None
         try:
@@ -125,6 +134,46 @@ class MusicPlayer(wavelink.Player):
                 await home.send(reason)
             except discord.HTTPException:
                 log.info("guild %s: could not say why I left", self.guild and self.guild.id)
+
+    def snapshot(self) -> GuildSnapshot | None:
+        """What a restarted bot needs to carry on here; None when there is nothing worth restoring."""
+        current = self.current
+        if self.guild is None or self.channel is None or (current is None and not self.queue):
+            return None
+        history = self.queue.history
+        home = self.home
+        return GuildSnapshot(
+            guild_id=self.guild.id,
+            voice_channel_id=self.channel.id,
+            home_channel_id=getattr(home, "id", None),
+            panel_message_id=self.panel_message.id if self.panel_message is not None else None,
+            current=track_payload(current) if current is not None else None,
+            position=self.position if current is not None else 0,
+            paused=self.paused,
+            volume=self.volume,
+            loop=self.loop_mode.value,
+            autoplay=self.autoplay_on,
+            queue=[track_payload(t) for t in self.queue],
+            history=[track_payload(t) for t in list(history)[-HISTORY_KEPT:]] if history is not None else [],
+        )
+
+    async def restore(self, snapshot: GuildSnapshot) -> wavelink.Playable | None:
+        """Load a snapshot into this freshly connected player and resume the track where it was."""
+        self.loop_mode = LoopMode(snapshot.loop)
+        self.set_autoplay(snapshot.autoplay)
+        self.queue.put([wavelink.Playable(t) for t in snapshot.queue])
+        if self.queue.history is not None:
+            self.queue.history.put([wavelink.Playable(t) for t in snapshot.history])
+        if snapshot.current is None:
+            if self.queue:
+                await self.play(self.queue.get(), volume=snapshot.volume)
+            return None
+        track = wavelink.Playable(snapshot.current)
+        start = 0 if track.is_stream else min(snapshot.position, max(0, track.length - 1000))
+        await self.play(track, start=start, volume=snapshot.volume, paused=snapshot.paused, add_history=False)
+        if snapshot.volume == 0:  # play(volume=0) falls back to the current volume in wavelink 3.5
+            await self.set_volume(0)
+        return track
 
     def cancel_alone_timer(self) -> None:
         if self.alone_task is not None and not self.alone_task.done():

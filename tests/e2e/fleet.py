@@ -32,10 +32,12 @@ class Fleet:
     def lavalink(self):
         return self.sandbox.lavalink
 
-    async def scene(self, *, voice_channels=("Lounge", "Studio"), members=("alice", "bob", "carol")) -> Scene:
+    async def scene(self, *, voice_channels=("Lounge", "Studio"), members=("alice", "bob", "carol"),
+                    wait_ready: bool = True) -> Scene:
+        """A new guild with every bot of the fleet in it (wait_ready=False before the bots are started)."""
         world = await self.sandbox.create_world(self.apps, name=f"Guild {next(_guild_numbers)}",
                                                 voice_channels=voice_channels, members=members)
-        for app in self.apps:
+        for app in self.apps if wait_ready else ():
             await self.discord.wait_until_ready(app, timeout=15)
         return Scene(self, world)
 

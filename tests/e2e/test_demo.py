@@ -30,6 +30,8 @@ async def test_fleet_demo_plays_its_scene_and_stops_cleanly(tmp_path):
         "with SIGKILL",
         "Music 2 is back",
         "no reconnect",
+        "restored its player from its own snapshot",
+        "Back after a restart - resuming **Velvet Highway",
         "all bots stopped, manager exiting with status 0",
         "process_manager.py exited with 0",
     ):

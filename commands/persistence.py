@@ -1,0 +1,207 @@
+"""Snapshots of every player, and restoring them when the bot starts again after a crash or a deploy.
+
+A sampler looks at each player twice a second and rewrites its snapshot when anything changed
+(at most once a second for the position of a playing track), so no command has to remember to
+save. A player with nothing left to play has no snapshot: /stop, /disconnect and auto-leave
+therefore end the guild's snapshot, while SIGTERM keeps it (the sampler stops before the bot
+leaves voice), so a deploy resumes too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import discord
+import wavelink
+from discord.ext import commands, tasks
+
+from utils.checks import preflight
+from utils.errors import MusicError
+from utils.formatting import format_duration, truncate
+from utils.player import MusicPlayer
+from utils.snapshots import GuildSnapshot, SnapshotStore
+
+if TYPE_CHECKING:
+    from bot import MusicBot
+
+log = logging.getLogger(__name__)
+
+SAMPLE_EVERY = 0.5
+POSITION_EVERY = 1.0  # a playing track's position is saved at least this often
+RESTORE_WAIT_FOR_AUDIO = 30.0
+
+
+def _fingerprint(snapshot: GuildSnapshot) -> tuple:
+    """Everything but the position and the time: a change here means "write now"."""
+    return (snapshot.voice_channel_id, snapshot.home_channel_id, snapshot.panel_message_id,
+            snapshot.current and snapshot.current["encoded"], snapshot.paused, snapshot.volume, snapshot.loop,
+            snapshot.autoplay, tuple(t["encoded"] for t in snapshot.queue), len(snapshot.history))
+
+
+class Persistence(commands.Cog):
+    def __init__(self, bot: MusicBot) -> None:
+        self.bot = bot
+        self.store = SnapshotStore(bot.settings.bot_state_dir)
+        self._written: dict[int, tuple[tuple, float]] = {}  # guild id -> (fingerprint, monotonic time)
+        self._restoring: set[int] = set()
+        self._restore_task: asyncio.Task[None] | None = None
+
+    async def cog_load(self) -> None:
+        self.sample.start()
+        if self.bot.settings.restore:
+            self._restore_task = asyncio.create_task(self._restore_all(), name="restore-snapshots")
+
+    async def cog_unload(self) -> None:
+        self.sample.cancel()
+        if self._restore_task is not None:
+            self._restore_task.cancel()
+
+    # ---- saving ----------------------------------------------------------------------------------------
+
+    def _players(self) -> dict[int, MusicPlayer]:
+        return {vc.guild.id: vc for vc in self.bot.voice_clients if isinstance(vc, MusicPlayer) and vc.guild}
+
+    def save_all(self, *, force: bool = False) -> None:
+        """Write what changed; delete snapshots of guilds with nothing left to play."""
+        now = time.monotonic()
+        players = self._players()
+        for guild_id, player in players.items():
+            if guild_id in self._restoring:
+                continue
+            snapshot = player.snapshot()
+            if snapshot is None:
+                self._forget(guild_id)
+                continue
+            fingerprint = _fingerprint(snapshot)
+            previous = self._written.get(guild_id)
+            moving = snapshot.current is not None and not snapshot.paused
+            if not force and previous is not None and previous[0] == fingerprint and (
+                    not moving or now - previous[1] < POSITION_EVERY):
+                continue
+            try:
+                self.store.save(snapshot)
+            except OSError as exc:
+                log.warning("guild %s: could not save the player snapshot (%s)", guild_id, exc)
+                continue
+            self._written[guild_id] = (fingerprint, now)
+        for guild_id in [g for g in self._written if g not in players and g not in self._restoring]:
+            self._forget(guild_id)
+
+    def _forget(self, guild_id: int) -> None:
+        if self._written.pop(guild_id, None) is not None or self.store.path(guild_id).exists():
+            self.store.delete(guild_id)
+            log.info("guild %s: nothing left to play, snapshot removed", guild_id)
+
+    @tasks.loop(seconds=SAMPLE_EVERY)
+    async def sample(self) -> None:
+        if self.bot.stopping:
+            return
+        try:
+            self.save_all()
+        except Exception:
+            log.exception("saving player snapshots failed")
+
+    def flush_for_shutdown(self) -> None:
+        """SIGTERM: write every player's latest state before the bot leaves voice (the sampler is off by now)."""
+        self.sample.cancel()
+        try:
+            self.save_all(force=True)
+        except Exception:
+            log.exception("final snapshot flush failed")
+
+    # ---- restoring -------------------------------------------------------------------------------------
+
+    async def _wait_for_guilds(self, guild_ids: set[int]) -> None:
+        """Until those guilds are in the cache, or READY is complete. discord.py fires on_ready only ~2 s
+        after the last GUILD_CREATE; restoring as soon as the guild is there brings the music back sooner."""
+        if not guild_ids:
+            await self.bot.wait_until_ready()
+            return
+        while not self.bot.is_ready():
+            available = {g.id for g in self.bot.guilds if not g.unavailable and g.me is not None}
+            if guild_ids <= available:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _restore_all(self) -> None:
+        snapshots = self.store.load_all()
+        await self._wait_for_guilds({s.guild_id for s in snapshots})
+        self._restoring.update(s.guild_id for s in snapshots)
+        try:
+            deadline = time.monotonic() + RESTORE_WAIT_FOR_AUDIO
+            while not self.bot.lavalink.connected():
+                if time.monotonic() > deadline:
+                    if snapshots:
+                        log.warning("audio server still unreachable: %d snapshot(s) kept for the next start",
+                                    len(snapshots))
+                    return
+                await asyncio.sleep(0.2)
+            for snapshot in snapshots:
+                try:
+                    await self._restore_one(snapshot)
+                except Exception:
+                    log.exception("guild %s: restoring the player failed; snapshot discarded", snapshot.guild_id)
+                    self.store.delete(snapshot.guild_id)
+        finally:
+            self._restoring.clear()
+        # A resumed Lavalink session may still hold players of guilds we did not take back.
+        await self.bot.lavalink.drop_orphans(keep=set(self._players()))
+
+    @commands.Cog.listener()
+    async def on_music_player_left(self, guild_id: int) -> None:
+        """/disconnect and auto-leave: the guild's session is over, so is its snapshot."""
+        if not self.bot.stopping:
+            self._forget(guild_id)
+
+    def _discard(self, snapshot: GuildSnapshot, why: str) -> None:
+        log.info("guild %s: not restoring the player (%s)", snapshot.guild_id, why)
+        self.store.delete(snapshot.guild_id)
+
+    async def _restore_one(self, snapshot: GuildSnapshot) -> None:
+        if snapshot.age() > self.bot.settings.restore_max_age:
+            return self._discard(snapshot, f"snapshot is {snapshot.age():.0f} s old")
+        guild = self.bot.get_guild(snapshot.guild_id)
+        if guild is None:
+            return self._discard(snapshot, "no longer in that guild")
+        channel = guild.get_channel(snapshot.voice_channel_id)
+        if not isinstance(channel, discord.VoiceChannel):
+            return self._discard(snapshot, "the voice channel is gone")
+        if not [m for m in channel.members if not m.bot]:
+            return self._discard(snapshot, "nobody is listening in the voice channel")
+        try:
+            preflight(channel, guild.me)
+        except MusicError as exc:
+            return self._discard(snapshot, str(exc))
+        if guild.voice_client is not None:
+            return self._discard(snapshot, "already connected there")
+
+        player = await channel.connect(cls=MusicPlayer, self_deaf=True, timeout=10.0)
+        assert isinstance(player, MusicPlayer)
+        player.inactive_timeout = self.bot.settings.idle_timeout
+        home = guild.get_channel(snapshot.home_channel_id) if snapshot.home_channel_id else None
+        player.home = home if isinstance(home, discord.abc.Messageable) else None
+        self.bot.guild_volumes[guild.id] = snapshot.volume
+        if snapshot.current is not None:
+            title = truncate(wavelink.Playable(snapshot.current).title, 80)
+            player.restored_note = (f"Back after a restart - resuming **{title}** at "
+                                    f"{format_duration(snapshot.position)}.")
+        await self._delete_old_panel(player, snapshot)
+        track = await player.restore(snapshot)
+        log.info("guild %s: restored the player in #%s (%s, %d queued)", guild.id, channel.name,
+                 f"{track.title} at {format_duration(snapshot.position)}" if track else "queue only",
+                 len(player.queue))
+
+    async def _delete_old_panel(self, player: MusicPlayer, snapshot: GuildSnapshot) -> None:
+        if player.home is None or snapshot.panel_message_id is None:
+            return
+        try:
+            await player.home.get_partial_message(snapshot.panel_message_id).delete()  # type: ignore[union-attr]
+        except (discord.HTTPException, AttributeError):
+            pass  # gone already; an old panel's buttons answer "outdated" anyway
+
+
+async def setup(bot: MusicBot) -> None:
+    await bot.add_cog(Persistence(bot))

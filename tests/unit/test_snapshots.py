@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from utils.snapshots import FORMAT_VERSION, GuildSnapshot, SnapshotError, SnapshotStore
+
+
+def track(name: str) -> dict:
+    return {"encoded": f"enc-{name}", "info": {"identifier": name, "title": name.title()}, "pluginInfo": {},
+            "userData": {"requester_id": "7"}}
+
+
+def snapshot(guild_id: int = 42, **kwargs) -> GuildSnapshot:
+    fields = {"voice_channel_id": 5, "current": track("now"), "position": 83_000, "queue": [track("a"), track("b")],
+              "history": [track("old")], "volume": 35, "loop": "queue", **kwargs}
+    return GuildSnapshot(guild_id=guild_id, **fields)
+
+
+def test_round_trip_through_the_store(tmp_path):
+    store = SnapshotStore(tmp_path / "bot-1")
+    original = snapshot()
+    store.save(original)
+    (loaded,) = store.load_all()
+    assert loaded == original
+    assert store.path(42).name == "guild-42.json"
+    assert not list((tmp_path / "bot-1").glob("*.tmp"))  # the temporary file was renamed, not left
+
+
+def test_save_replaces_atomically_and_delete_removes(tmp_path):
+    store = SnapshotStore(tmp_path)
+    store.save(snapshot(position=1))
+    store.save(snapshot(position=2))
+    assert [s.position for s in store.load_all()] == [2]
+    assert store.delete(42) and not store.delete(42)
+    assert store.load_all() == []
+
+
+@pytest.mark.parametrize("content", [
+    b'{"version": 1, "guild_id": ',                    # truncated
+    b"\xff\xfe not json",                               # not even text
+    json.dumps({"version": 0, "guild_id": 42}).encode(),  # older format
+    json.dumps({**snapshot().to_json(), "loop": "sideways"}).encode(),
+    json.dumps({**snapshot().to_json(), "queue": [{"no": "track"}]}).encode(),
+    json.dumps({**snapshot().to_json(), "guild_id": "42"}).encode(),
+    json.dumps({**snapshot().to_json(), "guild_id": 43}).encode(),  # file name and content disagree
+    b"[]",
+])
+def test_bad_files_are_set_aside_with_one_log_line(tmp_path, caplog, content):
+    store = SnapshotStore(tmp_path)
+    store.save(snapshot(guild_id=1))
+    (tmp_path / "guild-42.json").write_bytes(content)
+    with caplog.at_level("WARNING"):
+        loaded = store.load_all()
+    assert [s.guild_id for s in loaded] == [1]
+    assert len([r for r in caplog.records if "guild-42.json" in r.getMessage()]) == 1
+    assert (tmp_path / "guild-42.bad").exists() and not (tmp_path / "guild-42.json").exists()
+
+
+def test_missing_directory_means_no_snapshots(tmp_path):
+    assert SnapshotStore(tmp_path / "nothing-here").load_all() == []
+
+
+def test_from_json_clamps_and_validates():
+    data = {**snapshot().to_json(), "position": -5, "volume": 5000}
+    parsed = GuildSnapshot.from_json(data)
+    assert parsed.position == 0 and parsed.volume == 1000 and parsed.version == FORMAT_VERSION
+    with pytest.raises(SnapshotError):
+        GuildSnapshot.from_json({**data, "saved_at": "yesterday"})
+
+
+def test_age(monkeypatch):
+    s = snapshot()
+    assert 0 <= s.age() < 5
+    assert s.age(now=s.saved_at + 100) == pytest.approx(100)

@@ -1,0 +1,153 @@
+"""Per-guild player snapshots on disk, so a bot that crashes or is redeployed comes back playing.
+
+Each bot owns one directory (STATE_DIR/bot-N); nothing in it is read or written by another
+process. Files are written atomically (temporary file + rename), so a crash mid-write leaves the
+previous snapshot intact. A file that cannot be understood is set aside (renamed *.bad) with one
+log line and never blocks a start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+LOOP_MODES = ("off", "track", "queue")
+HISTORY_KEPT = 50
+
+
+class SnapshotError(ValueError):
+    """A snapshot file that is not one we can restore (corrupt, truncated, older format)."""
+
+
+def _track(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not isinstance(value.get("encoded"), str) or not isinstance(value.get("info"), dict):
+        raise SnapshotError(f"{where} is not a track")
+    return value
+
+
+def _int(data: dict[str, Any], key: str, *, optional: bool = False) -> int | None:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SnapshotError(f"{key} must be an integer")
+    return value
+
+
+@dataclass
+class GuildSnapshot:
+    guild_id: int
+    voice_channel_id: int
+    home_channel_id: int | None = None
+    panel_message_id: int | None = None
+    current: dict[str, Any] | None = None  # Lavalink track payload, userData included
+    position: int = 0
+    paused: bool = False
+    volume: int = 100
+    loop: str = "off"
+    autoplay: bool = False
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    saved_at: float = field(default_factory=time.time)
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> GuildSnapshot:
+        if not isinstance(data, dict):
+            raise SnapshotError("not a JSON object")
+        if data.get("version") != FORMAT_VERSION:
+            raise SnapshotError(f"format version {data.get('version')!r}, expected {FORMAT_VERSION}")
+        loop = data.get("loop", "off")
+        if loop not in LOOP_MODES:
+            raise SnapshotError(f"unknown loop mode {loop!r}")
+        queue, history = data.get("queue", []), data.get("history", [])
+        if not isinstance(queue, list) or not isinstance(history, list):
+            raise SnapshotError("queue and history must be lists")
+        saved_at = data.get("saved_at")
+        if not isinstance(saved_at, (int, float)):
+            raise SnapshotError("saved_at must be a number")
+        return cls(
+            guild_id=_int(data, "guild_id"),
+            voice_channel_id=_int(data, "voice_channel_id"),
+            home_channel_id=_int(data, "home_channel_id", optional=True),
+            panel_message_id=_int(data, "panel_message_id", optional=True),
+            current=None if data.get("current") is None else _track(data["current"], "current"),
+            position=max(0, _int(data, "position") or 0),
+            paused=bool(data.get("paused", False)),
+            volume=min(1000, max(0, _int(data, "volume") or 0)),
+            loop=loop,
+            autoplay=bool(data.get("autoplay", False)),
+            queue=[_track(t, f"queue[{i}]") for i, t in enumerate(queue)],
+            history=[_track(t, f"history[{i}]") for i, t in enumerate(history)],
+            saved_at=float(saved_at),
+        )
+
+    def age(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.saved_at
+
+
+class SnapshotStore:
+    """The snapshot files of one bot: STATE_DIR/bot-N/guild-<id>.json."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, guild_id: int) -> Path:
+        return self.directory / f"guild-{guild_id}.json"
+
+    def save(self, snapshot: GuildSnapshot) -> None:
+        """Atomic: readers see the old file or the new one, never half of one."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(snapshot.to_json(), separators=(",", ":")).encode()
+        fd, tmp = tempfile.mkstemp(prefix=".guild-", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path(snapshot.guild_id))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def delete(self, guild_id: int) -> bool:
+        try:
+            self.path(guild_id).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def load_all(self) -> list[GuildSnapshot]:
+        """Every readable snapshot; bad files are renamed *.bad with one log line each."""
+        if not self.directory.is_dir():
+            return []
+        snapshots = []
+        for path in sorted(self.directory.glob("guild-*.json")):
+            try:
+                snapshot = GuildSnapshot.from_json(json.loads(path.read_bytes()))
+                if path.name != self.path(snapshot.guild_id).name:
+                    raise SnapshotError("file name and guild id disagree")
+            except (OSError, ValueError) as exc:  # JSONDecodeError and SnapshotError are ValueErrors
+                log.warning("ignoring unreadable snapshot %s: %s", path.name, exc)
+                try:
+                    path.replace(path.with_suffix(".bad"))
+                except OSError:
+                    pass
+                continue
+            snapshots.append(snapshot)
+        return snapshots
