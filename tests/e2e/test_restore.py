@@ -18,7 +18,7 @@ import pytest
 from sandbox.control import Sandbox
 from tests.e2e.fleet import Fleet, Scene
 from tests.e2e.test_supervisord import fleet_env, supervisor  # noqa: F401  (fixture)
-from tests.helpers import ROOT, Proc, clean_env, start_bot
+from tests.helpers import ROOT, Proc, clean_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -110,6 +110,18 @@ async def kill_and_wait_back(sandbox: Sandbox, app, pid: int) -> None:
     identifies = sandbox.discord.gateway_stats(app)["identifies"]
     os.kill(pid, signal.SIGKILL)
     await sandbox.discord.wait_for(lambda: sandbox.discord.gateway_stats(app)["identifies"] > identifies, timeout=30)
+
+
+async def one_bot(sandbox: Sandbox, tmp_path: Path, run_bot):
+    """One real bot.py with its state in tmp_path, READY, and alice in the Lounge of a fresh guild."""
+    (app,) = sandbox.add_bots(1)
+    scene = await scene_for(sandbox, [app])
+    state = tmp_path / "state"
+    env = {**sandbox.bot_env([app]), "STATE_DIR": str(state)}
+    bot = await run_bot(1, env)
+    await ready(sandbox, [app])
+    await scene.join("alice", "Lounge")
+    return app, scene, state, env, bot
 
 
 @pytest.fixture
@@ -227,13 +239,7 @@ async def test_corrupt_and_foreign_snapshots_are_ignored_and_each_bot_restores_i
 
 
 async def test_sigterm_keeps_the_snapshot_so_a_deploy_resumes(sandbox, tmp_path, run_bot):
-    (app,) = sandbox.add_bots(1)
-    scene = await scene_for(sandbox, [app])
-    state = tmp_path / "state"
-    env = {**sandbox.bot_env([app]), "STATE_DIR": str(state)}
-    bot = await run_bot(1, env)
-    await ready(sandbox, [app])
-    await scene.join("alice", "Lounge")
+    app, scene, state, env, bot = await one_bot(sandbox, tmp_path, run_bot)
     await scene.cmd(1, "alice", "play", query=track_url("deploy-song"))
     await scene.cmd(1, "alice", "play", query=track_url("after-deploy"))
     await scene.cmd(1, "alice", "pause")
@@ -250,13 +256,7 @@ async def test_sigterm_keeps_the_snapshot_so_a_deploy_resumes(sandbox, tmp_path,
 
 
 async def test_stop_and_disconnect_end_the_snapshot_and_restore_can_be_turned_off(sandbox, tmp_path, run_bot):
-    (app,) = sandbox.add_bots(1)
-    scene = await scene_for(sandbox, [app])
-    state = tmp_path / "state"
-    env = {**sandbox.bot_env([app]), "STATE_DIR": str(state)}
-    bot = await run_bot(1, env)
-    await ready(sandbox, [app])
-    await scene.join("alice", "Lounge")
+    app, scene, state, env, bot = await one_bot(sandbox, tmp_path, run_bot)
     path = snapshot_file(state, 1, scene.guild_id)
 
     await scene.cmd(1, "alice", "play", query=track_url("stopped-song"))
@@ -283,13 +283,7 @@ async def test_stop_and_disconnect_end_the_snapshot_and_restore_can_be_turned_of
 
 
 async def test_stale_snapshots_are_discarded(sandbox, tmp_path, run_bot):
-    (app,) = sandbox.add_bots(1)
-    scene = await scene_for(sandbox, [app])
-    state = tmp_path / "state"
-    env = {**sandbox.bot_env([app]), "STATE_DIR": str(state)}
-    bot = await run_bot(1, env)
-    await ready(sandbox, [app])
-    await scene.join("alice", "Lounge")
+    app, scene, state, env, bot = await one_bot(sandbox, tmp_path, run_bot)
     await scene.cmd(1, "alice", "play", query=track_url("old-song"))
     data = await wait_snapshot(state, 1, scene.guild_id, lambda d: d["current"] is not None)
     bot.process.kill()
