@@ -196,7 +196,8 @@ class Panel(commands.Cog):
     async def on_wavelink_track_start(self, payload: wavelink.TrackStartEventPayload) -> None:
         player = payload.player
         if isinstance(player, MusicPlayer):
-            player.cancel_alone_timer() if player.listeners() else None
+            if player.listeners():
+                player.cancel_alone_timer()
             await self.replace_panel(player)
 
     @commands.Cog.listener()

@@ -26,22 +26,16 @@ async def reply(interaction: discord.Interaction, content: str | None = None, *,
         await interaction.response.send_message(**kwargs)
         return
     if ephemeral and interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
-        deferred_ephemeral = bool(getattr(interaction, "_deferred_ephemeral", False))
-        if not deferred_ephemeral:
-            try:
-                await interaction.delete_original_response()
-            except discord.HTTPException:
-                log.debug("could not delete the deferred response of interaction %s", interaction.id)
+        # Our deferrals are public ("thinking..."); an ephemeral answer replaces that placeholder.
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException:
+            log.debug("could not delete the deferred response of interaction %s", interaction.id)
     await interaction.followup.send(**kwargs)
 
 
 async def defer_public(interaction: discord.Interaction) -> None:
     await interaction.response.defer(thinking=True)
-
-
-async def defer_private(interaction: discord.Interaction) -> None:
-    interaction._deferred_ephemeral = True  # type: ignore[attr-defined]  # remembered for reply()
-    await interaction.response.defer(thinking=True, ephemeral=True)
 
 
 def describe_error(error: BaseException) -> str | None:
