@@ -22,6 +22,7 @@ from utils.endpoints import apply_endpoint_overrides
 from utils.lavalink import NodeLink
 from utils.log import setup_logging
 from utils.replies import report_error
+from utils.request_budget import FailureBudget
 
 log = logging.getLogger("bot")
 
@@ -48,10 +49,12 @@ class MusicBot(commands.Bot):
     settings: Settings
     lavalink: NodeLink
     guild_volumes: dict[int, int]  # kept for the process lifetime (and in snapshots)
+    request_budget: FailureBudget
     stopping: bool
 
     def __init__(self, settings: Settings) -> None:
         intents = build_intents()
+        self.request_budget = FailureBudget(settings.failed_request_budget)
         super().__init__(
             command_prefix=commands.when_mentioned,  # unused: slash commands only
             help_command=None,
@@ -61,6 +64,7 @@ class MusicBot(commands.Bot):
             chunk_guilds_at_startup=False,
             max_messages=None,  # no message cache: we never read messages
             allowed_mentions=discord.AllowedMentions.none(),
+            http_trace=self.request_budget.trace_config(),  # counts 401/403/429 (see utils/request_budget.py)
         )
         self.settings = settings
         self.guild_volumes = {}

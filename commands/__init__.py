@@ -6,4 +6,5 @@ EXTENSIONS: tuple[str, ...] = (
     "commands.queue",
     "commands.panel",
     "commands.persistence",
+    "commands.watchdog",
 )

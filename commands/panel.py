@@ -95,7 +95,8 @@ async def _refresh(interaction: discord.Interaction, player: MusicPlayer) -> Non
 async def _pause(interaction: discord.Interaction) -> None:
     player = ensure_can_control(interaction, need_track=True)
     await interaction.response.defer()  # acknowledge within Discord's 3 s even if the audio server is slow
-    await lavalink_call(player.pause(not player.paused))
+    async with player.control_lock:  # a second press decides from the first one's outcome: pause, then resume
+        await lavalink_call(player.pause(not player.paused))
     await interaction.edit_original_response(embed=now_playing_embed(player), view=panel_view(player))
 
 
@@ -140,6 +141,29 @@ PANEL_HANDLERS = {"pause": _pause, "skip": _skip, "stop": _stop, "loop": _loop, 
                   "queue": _queue}
 
 
+async def skip_stalled(player: MusicPlayer, why: str) -> None:
+    """Skip the current track with a short message (Lavalink's stuck event, or our own watchdog)."""
+    track = player.current
+    if track is None:
+        return
+    player.reset_progress()
+    await say(player, f"**{truncate(track.title, 80)}** {why}; skipping it.")
+    try:
+        await lavalink_call(player.skip(force=True))
+    except MusicError:
+        log.warning("guild %s: could not skip a stalled track", getattr(player.guild, "id", "?"))
+
+
+async def say(player: MusicPlayer, text: str) -> None:
+    """A short line in the player's home channel; never fails the caller."""
+    if player.home is None:
+        return
+    try:
+        await player.home.send(text)
+    except discord.HTTPException as exc:
+        log.info("guild %s: could not post in the home channel (%s)", getattr(player.guild, "id", "?"), exc.status)
+
+
 class Panel(commands.Cog):
     def __init__(self, bot: MusicBot) -> None:
         self.bot = bot
@@ -151,15 +175,6 @@ class Panel(commands.Cog):
         self.bot.remove_dynamic_items(PanelButton, QueuePageButton)
 
     # ---- the panel message --------------------------------------------------------------------------
-
-    async def _say(self, player: MusicPlayer, text: str) -> None:
-        """A short line in the player's home channel; never fails the caller."""
-        if player.home is None:
-            return
-        try:
-            await player.home.send(text)
-        except discord.HTTPException as exc:
-            log.info("guild %s: could not post in the home channel (%s)", getattr(player.guild, "id", "?"), exc.status)
 
     async def _delete_panel(self, player: MusicPlayer) -> None:
         message, player.panel_message = player.panel_message, None
@@ -196,8 +211,7 @@ class Panel(commands.Cog):
     async def on_wavelink_track_start(self, payload: wavelink.TrackStartEventPayload) -> None:
         player = payload.player
         if isinstance(player, MusicPlayer):
-            if player.listeners():
-                player.cancel_alone_timer()
+            player.reset_progress()
             await self.replace_panel(player)
 
     @commands.Cog.listener()
@@ -208,53 +222,48 @@ class Panel(commands.Cog):
         if player.current is None and not player.queue and not player.autoplay_on:
             await self._delete_panel(player)
             if payload.reason == "finished":
-                await self._say(player, "The queue is finished. Add more with /play.")
+                await say(player, "The queue is finished. Add more with /play.")
+
+    @commands.Cog.listener()
+    async def on_wavelink_player_update(self, payload: wavelink.PlayerUpdateEventPayload) -> None:
+        if isinstance(payload.player, MusicPlayer):
+            payload.player.note_progress(payload.position)
 
     @commands.Cog.listener()
     async def on_wavelink_track_exception(self, payload: wavelink.TrackExceptionEventPayload) -> None:
         player = payload.player
         if isinstance(player, MusicPlayer):
             reason = truncate(payload.exception.get("message") or "playback failed", 120)
-            await self._say(player, f"Couldn't play **{truncate(payload.track.title, 80)}** ({reason}); skipping it.")
+            await say(player, f"Couldn't play **{truncate(payload.track.title, 80)}** ({reason}); skipping it.")
 
     @commands.Cog.listener()
     async def on_wavelink_track_stuck(self, payload: wavelink.TrackStuckEventPayload) -> None:
         player = payload.player
-        if isinstance(player, MusicPlayer):
-            await self._say(player, f"**{truncate(payload.track.title, 80)}** got stuck; skipping it.")
-            try:
-                await lavalink_call(player.skip(force=True))
-            except MusicError:
-                log.warning("guild %s: could not skip a stuck track", getattr(player.guild, "id", "?"))
-
-    # ---- leaving -------------------------------------------------------------------------------------
-
-    @commands.Cog.listener()
-    async def on_wavelink_inactive_player(self, player: wavelink.Player) -> None:
-        if isinstance(player, MusicPlayer) and player.current is None:
-            await player.leave("Nothing played for a while, so I left the voice channel. "
-                                                "Use /play to bring me back.")
-
-    @commands.Cog.listener()
-    async def on_voice_state_update(self, member: discord.Member, before: discord.VoiceState,
-                                    after: discord.VoiceState) -> None:
-        if member.bot and member.id != getattr(self.bot.user, "id", None):
-            return
-        voice = member.guild.voice_client
-        if not isinstance(voice, MusicPlayer) or voice.channel is None:
-            return
-        if voice.listeners():
-            voice.cancel_alone_timer()
-        elif voice.alone_task is None:
-            voice.alone_task = asyncio.create_task(self._leave_when_alone(voice))
-
-    async def _leave_when_alone(self, player: MusicPlayer) -> None:
-        await asyncio.sleep(self.bot.settings.alone_timeout)
-        player.alone_task = None
-        if not player.listeners() and player.connected:
-            await player.leave("Everyone left the voice channel, so I left too.")
+        if isinstance(player, MusicPlayer) and player.current is not None and player.current == payload.track:
+            await skip_stalled(player, "got stuck")
 
     # ---- audio server recovery -----------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_wavelink_node_disconnected(self, payload: wavelink.NodeDisconnectedEventPayload) -> None:
+        """With several nodes, move the players of a node that went away to a live one."""
+        dead = payload.node
+        if self.bot.stopping:
+            return
+        for player in [p for p in list(dead.players.values()) if isinstance(p, MusicPlayer) and p.connected]:
+            live = [n for n in self.bot.lavalink.nodes
+                    if n is not dead and n.status is wavelink.NodeStatus.CONNECTED]
+            if not live:
+                return  # nowhere to go: the player is rebuilt when its node comes back
+            target = min(live, key=lambda n: len(n.players))
+            try:
+                await asyncio.wait_for(player.switch_node(target), 10)
+            except Exception:
+                log.exception("guild %s: could not move the player to node %s", getattr(player.guild, "id", "?"),
+                              target.identifier)
+            else:
+                log.info("guild %s: player moved from node %s to node %s", getattr(player.guild, "id", "?"),
+                         dead.identifier, target.identifier)
 
     @commands.Cog.listener()
     async def on_wavelink_node_ready(self, payload: wavelink.NodeReadyEventPayload) -> None:

@@ -62,7 +62,10 @@ class Persistence(commands.Cog):
     # ---- saving ----------------------------------------------------------------------------------------
 
     def _players(self) -> dict[int, MusicPlayer]:
-        return {vc.guild.id: vc for vc in self.bot.voice_clients if isinstance(vc, MusicPlayer) and vc.guild}
+        """Every live player, from the Lavalink nodes: discord.py forgets its voice clients when a new
+        gateway session starts (after a non-resumable INVALID_SESSION), wavelink does not."""
+        return {guild_id: player for node in self.bot.lavalink.nodes for guild_id, player in node.players.items()
+                if isinstance(player, MusicPlayer)}
 
     def save_all(self, *, force: bool = False) -> None:
         """Write what changed; delete snapshots of guilds with nothing left to play."""
@@ -151,14 +154,37 @@ class Persistence(commands.Cog):
         await self.bot.lavalink.drop_orphans(keep=set(self._players()))
 
     @commands.Cog.listener()
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """After a new gateway session (not a resume) discord.py has forgotten its voice clients and rebuilt its
+        guilds, while wavelink's player and Lavalink's playback carry on. Hand the player back to discord.py and
+        rejoin its channel: Lavalink gets the new voice session and the song continues without a restart."""
+        player = self._players().get(guild.id)
+        if player is None or guild.voice_client is player:
+            return
+        channel = guild.get_channel(player.channel.id) if player.channel is not None else None
+        if not isinstance(channel, discord.VoiceChannel):
+            log.info("guild %s: the player's voice channel is gone after the new session; leaving", guild.id)
+            await player._destroy()
+            return
+        log.warning("guild %s: new gateway session; taking the player back in #%s", guild.id, channel.name)
+        # discord.py keeps voice clients in its connection state and wavelink keeps the guild it was created
+        # for; both were replaced when the session was, so point them at the new objects (no public API for it).
+        player._guild = guild
+        player.channel = channel
+        self.bot._connection._add_voice_client(guild.id, player)
+        if isinstance(player.home, discord.abc.GuildChannel):
+            player.home = guild.get_channel(player.home.id)
+        await guild.change_voice_state(channel=channel, self_deaf=True)
+
+    @commands.Cog.listener()
     async def on_music_player_left(self, guild_id: int) -> None:
         """/disconnect and auto-leave: the guild's session is over, so is its snapshot."""
         if not self.bot.stopping:
             self._forget(guild_id)
 
     def _discard(self, snapshot: GuildSnapshot, why: str) -> None:
-        log.info("guild %s: not restoring the player (%s)", snapshot.guild_id, why)
         self.store.delete(snapshot.guild_id)
+        log.info("guild %s: not restoring the player (%s)", snapshot.guild_id, why)
 
     async def _restore_one(self, snapshot: GuildSnapshot) -> None:
         if snapshot.age() > self.bot.settings.restore_max_age:
@@ -180,7 +206,6 @@ class Persistence(commands.Cog):
 
         player = await channel.connect(cls=MusicPlayer, self_deaf=True, timeout=10.0)
         assert isinstance(player, MusicPlayer)
-        player.inactive_timeout = self.bot.settings.idle_timeout
         home = guild.get_channel(snapshot.home_channel_id) if snapshot.home_channel_id else None
         player.home = home if isinstance(home, discord.abc.Messageable) else None
         self.bot.guild_volumes[guild.id] = snapshot.volume

@@ -73,7 +73,6 @@ class Playback(commands.Cog):
         except discord.ClientException:
             raise MusicError("I'm already connecting to a voice channel here; try again in a moment.") from None
         assert isinstance(player, MusicPlayer)
-        player.inactive_timeout = self.bot.settings.idle_timeout
         volume = self.bot.guild_volumes.get(channel.guild.id)
         if volume is not None and volume != player.volume:
             await lavalink_call(player.set_volume(volume))

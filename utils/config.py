@@ -56,6 +56,7 @@ class Settings:
     state_dir: Path = Path("state")  # this bot writes only state_dir/bot-N
     restore: bool = True
     restore_max_age: int = 600  # seconds; older snapshots are discarded
+    failed_request_budget: int = 500  # 401/403/429 per 10 minutes before this bot holds back its requests
 
     @property
     def bot_state_dir(self) -> Path:
@@ -119,6 +120,7 @@ class Settings:
             state_dir=Path(env.get("STATE_DIR", "").strip() or "state"),
             restore=_parse_switch(env, "RESTORE", default=True),
             restore_max_age=_parse_int(env, "RESTORE_MAX_AGE", default=600, minimum=0),
+            failed_request_budget=_parse_int(env, "FAILED_REQUEST_BUDGET", default=500, minimum=1),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import discord
@@ -38,18 +39,20 @@ def track_payload(track: wavelink.Playable) -> dict[str, Any]:
 class MusicPlayer(wavelink.Player):
     home: discord.abc.Messageable | None
     panel_message: discord.Message | None
-    alone_task: asyncio.Task[None] | None
-    leaving: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.home = None
         self.panel_message = None
-        self.alone_task = None
-        self.leaving = False
+        self.control_lock = asyncio.Lock()  # serializes toggles (the panel's pause button)
+        # Watchdog bookkeeping (commands/watchdog.py): when the reported position last moved, since when the
+        # player has had nothing to play, and since when nobody has been listening.
+        self.progress: tuple[int, float] = (0, time.monotonic())
+        self.idle_since: float | None = None
+        self.alone_since: float | None = None
         self.restored_note: str | None = None  # shown once on the next panel ("Back after a restart ...")
         self.autoplay = wavelink.AutoPlayMode.partial  # play the queue on; recommendations only with /autoplay
-        self.inactive_channel_tokens = None  # "alone" is handled by our own timer (ALONE_TIMEOUT)
+        self.inactive_channel_tokens = None  # idle and alone are handled by our watchdog (commands/watchdog.py)
 
     @property
     def loop_mode(self) -> LoopMode:
@@ -115,7 +118,6 @@ class MusicPlayer(wavelink.Player):
 
     async def leave(self, reason: str | None) -> None:
         """Leave voice for good: remove the panel, say why (auto-leave), disconnect."""
-        self.cancel_alone_timer()
         if self.guild is not None:
             self.client.dispatch("music_player_left", self.guild.id)
         home, panel = self.home, self.panel_message
@@ -175,7 +177,10 @@ class MusicPlayer(wavelink.Player):
             await self.set_volume(0)
         return track
 
-    def cancel_alone_timer(self) -> None:
-        if self.alone_task is not None and not self.alone_task.done():
-            self.alone_task.cancel()
-        self.alone_task = None
+    def note_progress(self, position: int) -> None:
+        """Record a position reported by Lavalink; only a change counts as progress."""
+        if position != self.progress[0]:
+            self.progress = (position, time.monotonic())
+
+    def reset_progress(self) -> None:
+        self.progress = (-1, time.monotonic())

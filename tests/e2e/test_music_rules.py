@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 import pytest_asyncio
 
 from sandbox.control import Sandbox
+from sandbox.discord_interactions import InteractionTimeout
 from tests.e2e.fleet import start_fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
@@ -77,3 +79,42 @@ async def test_a_hanging_audio_server_gets_a_clear_answer_within_three_seconds(f
         fleet.lavalink.unhang()
     again = await scene.cmd(1, "alice", "volume", level=50)
     assert again.content == "Volume set to 50%."
+
+
+async def test_a_track_that_stops_making_progress_is_skipped(fleet):
+    scene = await fleet.scene()
+    await scene.join("alice", "Lounge")
+    await scene.cmd(1, "alice", "play", query=track_url("frozen-song"))
+    await scene.cmd(1, "alice", "play", query=track_url("thawed-song"))
+    await scene.wait_player(1, lambda p: p["position"] > 0)
+    fleet.lavalink.set_speed(0)  # Lavalink keeps reporting, but the position no longer moves
+    try:
+        await scene.wait_message("**Frozen Song** stopped making progress; skipping it.", timeout=20)
+    finally:
+        fleet.lavalink.set_speed(1.0)
+    await scene.wait_track(1, "thawed-song")
+
+
+async def test_failed_requests_are_capped_per_bot(tmp_path):
+    async with Sandbox() as sandbox:
+        fleet = await start_fleet(sandbox, 1, tmp_path / "logs", FAILED_REQUEST_BUDGET="3")
+        try:
+            scene = await fleet.scene()
+            await scene.join("alice", "Lounge")
+            # Every track start posts a panel; make three of those posts fail with 403.
+            sandbox.discord.inject_status("POST", r"/channels/\d+/messages", status=403, count=3)
+            await scene.cmd(1, "alice", "play", query=track_url("budget-1"))
+            for slug in ("budget-2", "budget-3"):
+                await scene.cmd(1, "alice", "play", query=track_url(slug))
+                await scene.cmd(1, "alice", "skip")
+            await sandbox.discord.wait_for(lambda: sum(
+                r.status == 403 for r in sandbox.discord.requests if r.app == scene.app(1).user_id) >= 3, timeout=10)
+            # The budget is used up: the bot's next request is held back instead of sent.
+            held = asyncio.create_task(scene.cmd(1, "alice", "nowplaying", timeout=5))
+            line = await fleet.bots[0].wait_for_line(r"failed Discord requests .* holding back requests", timeout=10)
+            assert "3 failed Discord requests (401/403/429) in 10 min" in line
+            with pytest.raises(InteractionTimeout):
+                await held
+
+        finally:
+            await fleet.stop()
