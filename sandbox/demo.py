@@ -110,6 +110,8 @@ async def wait_for_file(path: Path, timeout: float) -> None:
 
 async def scene(demo: Demo, manager_pid: int, state_dir: Path) -> None:
     sb, say = demo.sb, demo.say
+    for bot in range(1, len(demo.apps) + 1):
+        await demo.command(bot, "alice", "ping")
     await demo.join("alice", "Lounge")
     await demo.join("bob", "Lounge")
     await demo.join("carol", "Studio")

@@ -22,6 +22,9 @@ async def test_fleet_demo_plays_its_scene_and_stops_cleanly(tmp_path):
     out = demo.output
     for expected in (
         "all three bots are READY",
+        "alice uses /ping  on Music 3 (only they see it):",
+        "| Pong! Gateway latency:",
+        "| Audio server node-1: connected.",
         "alice uses /play query:golden harbor on Music 1 (everyone sees it):",
         "Queued at position 2:",
         "Skipped **Golden Harbor",
