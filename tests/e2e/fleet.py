@@ -6,7 +6,9 @@ its own, so tests do not share players or queues even though they share the bot 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,18 @@ class Fleet:
     async def stop(self) -> None:
         for bot in self.bots:
             await bot.kill()
+
+
+@contextlib.asynccontextmanager
+async def running_fleet(tmp_path_factory, count: int, *, sandbox_options: dict[str, Any] | None = None,
+                        **env: str) -> AsyncIterator[Fleet]:
+    """A sandbox with `count` real bots for a whole test module, stopped afterwards."""
+    async with Sandbox(**{"player_update_interval": 0.5, **(sandbox_options or {})}) as sandbox:
+        fleet = await start_fleet(sandbox, count, tmp_path_factory.mktemp("fleet") / "logs", **env)
+        try:
+            yield fleet
+        finally:
+            await fleet.stop()
 
 
 async def start_fleet(sandbox: Sandbox, count: int, log_dir: Path, **env: str) -> Fleet:

@@ -9,8 +9,7 @@ import asyncio
 import pytest
 import pytest_asyncio
 
-from sandbox.control import Sandbox
-from tests.e2e.fleet import start_fleet
+from tests.e2e.fleet import running_fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -24,13 +23,8 @@ def track_url(slug: str, length: int = 600_000) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet(tmp_path_factory):
-    async with Sandbox(player_update_interval=0.5) as sandbox:
-        fleet = await start_fleet(sandbox, 2, tmp_path_factory.mktemp("logs"), MAX_QUEUE="30",
-                                  IDLE_TIMEOUT="10", ALONE_TIMEOUT="5")
-        try:
-            yield fleet
-        finally:
-            await fleet.stop()
+    async with running_fleet(tmp_path_factory, 2, MAX_QUEUE="30", IDLE_TIMEOUT="10", ALONE_TIMEOUT="5") as fleet:
+        yield fleet
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from sandbox.control import Sandbox
 from sandbox.discord_interactions import InteractionTimeout
-from tests.e2e.fleet import start_fleet
+from tests.e2e.fleet import running_fleet, start_fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -21,12 +21,8 @@ def track_url(slug: str) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet(tmp_path_factory):
-    async with Sandbox(player_update_interval=0.5) as sandbox:
-        fleet = await start_fleet(sandbox, 1, tmp_path_factory.mktemp("logs"), DJ_ROLE="DJ")
-        try:
-            yield fleet
-        finally:
-            await fleet.stop()
+    async with running_fleet(tmp_path_factory, 1, DJ_ROLE="DJ") as fleet:
+        yield fleet
 
 
 async def test_dj_role_limits_control_to_djs_requesters_and_lone_listeners(fleet):

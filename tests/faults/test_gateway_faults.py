@@ -10,8 +10,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from sandbox.control import Sandbox
-from tests.e2e.fleet import start_fleet
+from tests.e2e.fleet import running_fleet
 from tests.faults.helpers import assert_advancing, playing, queue_titles, track_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.asyncio(loop_scope="module")]
@@ -20,13 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.asyncio(loop
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet(tmp_path_factory):
     # A short heartbeat interval so that discord.py notices a silently dropped connection quickly.
-    async with Sandbox(player_update_interval=0.5, heartbeat_interval=2000) as sandbox:
-        tmp = tmp_path_factory.mktemp("fleet")
-        fleet = await start_fleet(sandbox, 2, tmp / "logs", STATE_DIR=str(tmp / "state"))
-        try:
-            yield fleet
-        finally:
-            await fleet.stop()
+    async with running_fleet(tmp_path_factory, 2, sandbox_options={"heartbeat_interval": 2000}) as fleet:
+        yield fleet
 
 
 async def _fault(fleet, app, kind: str) -> None:

@@ -14,8 +14,7 @@ import time
 import pytest
 import pytest_asyncio
 
-from sandbox.control import Sandbox
-from tests.e2e.fleet import start_fleet
+from tests.e2e.fleet import running_fleet
 from tests.faults.helpers import assert_advancing, playing, queue_titles, track_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.asyncio(loop_scope="module")]
@@ -25,13 +24,8 @@ UNREACHABLE = "audio server is unreachable"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet(tmp_path_factory):
-    async with Sandbox(player_update_interval=0.5) as sandbox:
-        tmp = tmp_path_factory.mktemp("fleet")
-        fleet = await start_fleet(sandbox, 2, tmp / "logs", STATE_DIR=str(tmp / "state"))
-        try:
-            yield fleet
-        finally:
-            await fleet.stop()
+    async with running_fleet(tmp_path_factory, 2) as fleet:
+        yield fleet
 
 
 @pytest.fixture

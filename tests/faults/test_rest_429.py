@@ -11,8 +11,7 @@ import asyncio
 import pytest
 import pytest_asyncio
 
-from sandbox.control import Sandbox
-from tests.e2e.fleet import start_fleet
+from tests.e2e.fleet import running_fleet
 from tests.faults.helpers import RateLimitStorm, assert_advancing, playing, queue_titles, track_url
 from utils.replies import GENERIC_FAILURE
 
@@ -21,13 +20,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.asyncio(loop
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet(tmp_path_factory):
-    async with Sandbox(player_update_interval=0.5) as sandbox:
-        tmp = tmp_path_factory.mktemp("fleet")
-        fleet = await start_fleet(sandbox, 2, tmp / "logs", STATE_DIR=str(tmp / "state"))
-        try:
-            yield fleet
-        finally:
-            await fleet.stop()
+    async with running_fleet(tmp_path_factory, 2) as fleet:
+        yield fleet
 
 
 async def test_429_storm_every_interaction_is_answered_and_nothing_is_lost(fleet):
