@@ -303,6 +303,23 @@ async def test_control_needs_the_bots_voice_channel(scene):
     assert scene.player(1)["paused"] is False
 
 
+async def test_autoplay_keeps_playing_related_songs_when_the_queue_runs_out(scene):
+    await scene.join("alice", "Lounge")
+    await scene.cmd(1, "alice", "play", query="summer signals")  # a YouTube search result: recommendations exist
+    first = await scene.wait_player(1, lambda p: p["track"] is not None)
+    turned_on = await scene.cmd(1, "alice", "autoplay", mode="on")
+    assert turned_on.content == "Autoplay is now on."
+    seconds = first["track"]["length"] // 1000 - 2
+    await scene.cmd(1, "alice", "seek", time=f"{seconds // 60}:{seconds % 60:02d}")
+    related = await scene.wait_player(1, lambda p: p["identifier"] not in (None, first["identifier"]), timeout=20)
+    assert related["track"]["sourceName"] == "youtube"
+    panel = await scene.wait_panel(related["title"][:20], timeout=10)
+    fields = {f["name"]: f["value"] for f in panel["embeds"][0]["fields"]}
+    assert fields["Requested by"] == "autoplay" and fields["Autoplay"] == "on"
+    turned_off = await scene.cmd(1, "alice", "autoplay", mode="off")
+    assert turned_off.content == "Autoplay is now off."
+
+
 # ---- the panel ---------------------------------------------------------------------------------------------
 
 async def test_panel_buttons_control_playback_and_old_panels_are_refused(scene):
