@@ -21,6 +21,7 @@ from utils.config import EX_CONFIG, ConfigError, Settings
 from utils.endpoints import apply_endpoint_overrides
 from utils.lavalink import NodeLink
 from utils.log import setup_logging
+from utils.parent_watch import stop_with_manager
 from utils.replies import report_error
 from utils.request_budget import FailureBudget
 
@@ -141,6 +142,7 @@ async def run(settings: Settings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop, sig)
+    stop_with_manager()  # under process_manager.py: SIGTERM if the manager dies
 
     try:
         async with bot:

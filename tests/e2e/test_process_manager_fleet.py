@@ -185,3 +185,36 @@ async def test_fleet_of_real_bots_isolates_a_rejected_token_reports_and_stops_cl
         if path.is_file():
             assert_no_secrets(path.read_text(errors="replace"), secrets)
     assert (tmp_path / "state" / "bot-1").is_dir()  # the bots kept their state here, not in the repo
+
+
+@pytest.mark.timeout(90)
+async def test_bots_stop_cleanly_when_the_manager_is_killed(tmp_path):
+    """A SIGKILLed manager cannot stop its children; they notice (PR_SET_PDEATHSIG) and stop themselves."""
+    async with Sandbox() as sandbox:
+        apps = sandbox.add_bots(2)
+        await sandbox.create_world(apps)
+        log_dir = tmp_path / "logs"
+        manager = await Proc.start([sys.executable, str(MANAGER), "--env-file", "/dev/null", "--status-interval",
+                                    "0", "--stagger", "0.1"], env=manager_env(sandbox, apps, log_dir), name="manager")
+        try:
+            for app in apps:
+                await sandbox.discord.wait_until_ready(app, timeout=30)
+            bots = [c.pid for c in psutil.Process(manager.pid).children()]
+            assert len(bots) == 2
+            manager.process.kill()
+            await manager.wait(timeout=10)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            while any(alive(pid) for pid in bots) and loop.time() < deadline:
+                await asyncio.sleep(0.2)
+            assert not any(alive(pid) for pid in bots), "bots outlived their manager"
+            for number in (1, 2):
+                log = (log_dir / f"bot-{number}.log").read_text()
+                assert "SIGTERM received, shutting down" in log and "stopped" in log
+            await sandbox.discord.wait_for(
+                lambda: not any(sandbox.discord.gateway_stats(app)["connected"] for app in apps), timeout=10)
+        finally:
+            await manager.kill()
+            for child in psutil.Process().children(recursive=True):
+                if "bot.py" in " ".join(child.cmdline()):
+                    child.kill()
