@@ -106,11 +106,18 @@ class MusicBot(commands.Bot):
         persistence = self.get_cog("Persistence")
         if persistence is not None:
             persistence.flush_for_shutdown()  # snapshots survive a deploy; leaving voice below must not end them
-        for voice in list(self.voice_clients):
+        voices = list(self.voice_clients)
+        if voices:  # all at once: the whole shutdown must fit in a supervisor's grace period
             try:
-                await asyncio.wait_for(voice.disconnect(force=True), timeout=2)
-            except Exception:
-                log.warning("could not leave voice in guild %s cleanly", getattr(voice, "guild", None), exc_info=True)
+                results = await asyncio.wait_for(
+                    asyncio.gather(*(v.disconnect(force=True) for v in voices), return_exceptions=True), timeout=3)
+            except asyncio.TimeoutError:
+                log.warning("leaving %d voice channel(s) took too long; closing anyway", len(voices))
+            else:
+                for voice, result in zip(voices, results):
+                    if isinstance(result, Exception):
+                        log.warning("could not leave voice in guild %s cleanly: %s", getattr(voice.guild, "id", "?"),
+                                    result)
         if hasattr(self, "lavalink"):
             await self.lavalink.close()
         await super().close()
