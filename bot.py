@@ -73,13 +73,13 @@ class MusicBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self.tree.on_error = report_error  # one answer per failure; cogs define no handlers of their own
+        self.lavalink = NodeLink(self, self.settings.lavalink_nodes, self.settings.bot_state_dir)
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)
             except Exception:
                 log.exception("failed to load extension %s", extension)
-        self.lavalink = NodeLink(self, self.settings.lavalink_nodes, self.settings.bot_state_dir)
-        self.lavalink.start()
+        self.lavalink.start()  # after the cogs: their node-ready listeners must be there
         # Commands are registered by register_commands.py, never on start-up (global syncs are rate limited).
 
     async def on_ready(self) -> None:
@@ -118,7 +118,7 @@ class MusicBot(commands.Bot):
                     if isinstance(result, Exception):
                         log.warning("could not leave voice in guild %s cleanly: %s", getattr(voice.guild, "id", "?"),
                                     result)
-        if hasattr(self, "lavalink"):
+        if hasattr(self, "lavalink"):  # absent when closing before setup_hook ran
             await self.lavalink.close()
         await super().close()
 
