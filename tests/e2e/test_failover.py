@@ -42,7 +42,7 @@ async def test_players_move_to_a_live_node_when_theirs_dies(sandbox, tmp_path):
             assert "Queued Song" in queue
             skipped = await scene.cmd(1, "alice", "skip")
             assert skipped.content.startswith("Skipped **Moving Song**")
-            await other.wait_for(lambda: "queued-song" in (other.player(app.user_id, scene.guild_id) or {})
-                                 .get("identifier", ""), timeout=10)
+            await other.wait_for(lambda: "queued-song" in ((other.player(app.user_id, scene.guild_id) or {})
+                                                           .get("identifier") or ""), timeout=10)
         finally:
             await fleet.stop()
