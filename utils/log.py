@@ -39,13 +39,26 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class BotFormatter(logging.Formatter):
+    """One record may span lines (a traceback): every line carries the bot number, so grep and the
+    process manager's merged output never show an orphan line."""
+
+    def __init__(self, bot_index: int) -> None:
+        super().__init__(FORMAT.replace("{bot}", str(bot_index)), DATE_FORMAT, style="{")
+        self.prefix = f"[Bot {bot_index}] "
+
+    def format(self, record: logging.LogRecord) -> str:
+        first, *rest = super().format(record).split("\n")
+        return "\n".join([first, *(self.prefix + "  " + line for line in rest)])
+
+
 def setup_logging(bot_index: int, level: str = "INFO", log_dir: Path | None = None,
                   secrets: Iterable[str] = ()) -> Path | None:
     """Send every log line to stderr and to `log_dir/bot-N.log` (rotated). Returns the file path.
 
     The file is optional: when `log_dir` cannot be created the bot still runs, logging to stderr.
     """
-    formatter = logging.Formatter(FORMAT.replace("{bot}", str(bot_index)), DATE_FORMAT, style="{")
+    formatter = BotFormatter(bot_index)
     redactor = RedactingFilter(secrets)
     root = logging.getLogger()
     root.handlers.clear()

@@ -24,8 +24,9 @@ def test_every_line_carries_the_bot_number_and_secrets_are_redacted(tmp_path, ca
     err = capsys.readouterr().err
     text = path.read_text()
     for output in (err, text):
-        lines = [line for line in output.splitlines() if line.startswith("[Bot ")]
-        assert len(lines) >= 3 and all(line.startswith("[Bot 7] ") for line in lines)
+        lines = output.splitlines()
+        assert len(lines) >= 5 and all(line.startswith("[Bot 7] ") for line in lines)  # traceback lines too
+        assert any("Traceback (most recent call last):" in line for line in lines)
         assert SECRET not in output and REDACTED in output
         assert "not shown" not in output
     assert path.name == "bot-7.log"
