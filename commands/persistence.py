@@ -34,13 +34,6 @@ POSITION_EVERY = 1.0  # a playing track's position is saved at least this often
 RESTORE_WAIT_FOR_AUDIO = 30.0
 
 
-def _fingerprint(snapshot: GuildSnapshot) -> tuple:
-    """Everything but the position and the time: a change here means "write now"."""
-    return (snapshot.voice_channel_id, snapshot.home_channel_id, snapshot.panel_message_id,
-            snapshot.current and snapshot.current["encoded"], snapshot.paused, snapshot.volume, snapshot.loop,
-            snapshot.autoplay, tuple(t["encoded"] for t in snapshot.queue), len(snapshot.history))
-
-
 class Persistence(commands.Cog):
     def __init__(self, bot: MusicBot) -> None:
         self.bot = bot
@@ -74,15 +67,15 @@ class Persistence(commands.Cog):
         for guild_id, player in players.items():
             if guild_id in self._restoring:
                 continue
+            fingerprint = player.fingerprint()  # cheap; the snapshot (every queued track) only when writing
+            previous = self._written.get(guild_id)
+            moving = player.current is not None and not player.paused
+            if not force and previous is not None and previous[0] == fingerprint and (
+                    not moving or now - previous[1] < POSITION_EVERY):
+                continue
             snapshot = player.snapshot()
             if snapshot is None:
                 self._forget(guild_id)
-                continue
-            fingerprint = _fingerprint(snapshot)
-            previous = self._written.get(guild_id)
-            moving = snapshot.current is not None and not snapshot.paused
-            if not force and previous is not None and previous[0] == fingerprint and (
-                    not moving or now - previous[1] < POSITION_EVERY):
                 continue
             try:
                 self.store.save(snapshot)

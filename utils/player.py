@@ -137,6 +137,15 @@ class MusicPlayer(wavelink.Player):
             except discord.HTTPException:
                 log.info("guild %s: could not say why I left", self.guild and self.guild.id)
 
+    def fingerprint(self) -> tuple:
+        """Everything a snapshot holds but the position: when this changes, the snapshot is out of date."""
+        history = self.queue.history
+        return (getattr(self.channel, "id", None), getattr(self.home, "id", None),
+                self.panel_message.id if self.panel_message is not None else None,
+                self.current.encoded if self.current is not None else None, self.paused, self.volume,
+                self.loop_mode, self.autoplay_on, tuple(t.encoded for t in self.queue),
+                len(history) if history is not None else 0)
+
     def snapshot(self) -> GuildSnapshot | None:
         """What a restarted bot needs to carry on here; None when there is nothing worth restoring."""
         current = self.current
