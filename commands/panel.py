@@ -20,6 +20,7 @@ from utils.formatting import truncate
 from utils.lavalink import lavalink_call
 from utils.player import MusicPlayer
 from utils.replies import reply, report_error
+from utils.tracklist import LoopMode
 
 if TYPE_CHECKING:
     from bot import MusicBot
@@ -219,7 +220,9 @@ class Panel(commands.Cog):
         player = payload.player
         if not isinstance(player, MusicPlayer) or payload.reason == "replaced":
             return
-        if player.current is None and not player.queue and not player.autoplay_on:
+        # A loop (track or queue) always has a next track: wavelink plays it right after this event.
+        looping = player.loop_mode is not LoopMode.off
+        if player.current is None and not player.queue and not player.autoplay_on and not looping:
             await self._delete_panel(player)
             if payload.reason == "finished":
                 await say(player, "The queue is finished. Add more with /play.")

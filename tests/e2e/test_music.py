@@ -226,6 +226,33 @@ async def test_loop_track_replays_and_loop_off_moves_on(scene):
     await scene.wait_track(1, "after-loop", timeout=15)
 
 
+def _starts(scene, slug: str) -> int:
+    return len(scene.fleet.lavalink.find_events("TrackStartEvent", user_id=scene.app(1).user_id,
+                                                guild_id=scene.guild_id,
+                                                match=lambda e: slug in e["track"]["info"]["identifier"]))
+
+
+async def test_loop_track_is_silent_apart_from_the_panel(scene):
+    await playing(scene, query="https://music.example/track/loop-alone?length=1500")
+    await scene.cmd(1, "alice", "loop", mode="track")
+    await scene.fleet.lavalink.wait_for(lambda: _starts(scene, "loop-alone") >= 4, timeout=20)
+    await scene.wait_panel("Loop Alone")  # the panel of a repeat: the end of the one before was handled
+    said = [m.get("content") or "" for m in scene.messages()]
+    assert not [text for text in said if "queue is finished" in text], said
+    assert len(scene.panels()) == 1
+    assert scene.bot_voice_channel(1) == scene.voice("Lounge")
+
+
+async def test_loop_queue_wraps_without_announcing_the_end(scene):
+    await playing(scene, query="https://music.example/track/lap-a?length=1500")
+    await scene.cmd(1, "alice", "play", query="https://music.example/track/lap-b?length=1500")
+    await scene.cmd(1, "alice", "loop", mode="queue")
+    await scene.fleet.lavalink.wait_for(lambda: _starts(scene, "lap-a") >= 3, timeout=25)
+    await scene.wait_panel("Lap A")
+    assert not [m for m in scene.messages() if "queue is finished" in (m.get("content") or "")]
+    assert len(scene.panels()) == 1
+
+
 async def test_loop_queue_comes_back_to_the_first_track(scene):
     await playing(scene, query="https://music.example/track/first-lap?length=2000")
     await scene.cmd(1, "alice", "play", query="https://music.example/track/second-lap?length=2000")
