@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SEARCH_PATIENCE = 2.5  # after this, tell the user the search is slow ...
 SEARCH_TIMEOUT = 12.0  # ... and give up after this
 MAX_QUERY = 300
+VOICE_TIMEOUT = 10.0  # joining or moving: Discord's voice server answer usually takes well under a second
 
 
 def clean_query(query: str) -> str:
@@ -62,9 +63,25 @@ class Playback(commands.Cog):
         finally:
             search.cancel()
 
+    async def _answer_busy(self, interaction: discord.Interaction, where: discord.abc.GuildChannel) -> None:
+        """"I'm playing elsewhere, try these": acknowledged first, since finding free siblings may need REST."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        assert interaction.guild is not None
+        free = await self.siblings.free_in(interaction.guild)
+        await interaction.edit_original_response(content=busy_message(where, free))
+
+    async def _follow(self, player: MusicPlayer, channel: discord.VoiceChannel) -> None:
+        """Move an idle player to the member's channel; a move Discord never confirms is an error, not a hang."""
+        try:
+            await player.move_to(channel, timeout=VOICE_TIMEOUT, self_deaf=True)
+        except (wavelink.ChannelTimeoutException, asyncio.TimeoutError):
+            raise MusicError(f"I couldn't move to {channel.mention} in time. Please try again.") from None
+        if player.channel is None or player.channel.id != channel.id:
+            raise MusicError(f"I couldn't move to {channel.mention}. Please try again.")
+
     async def _join(self, interaction: discord.Interaction, channel: discord.VoiceChannel) -> MusicPlayer:
         try:
-            player = await channel.connect(cls=MusicPlayer, self_deaf=True, timeout=10.0)
+            player = await channel.connect(cls=MusicPlayer, self_deaf=True, timeout=VOICE_TIMEOUT)
         except (wavelink.ChannelTimeoutException, asyncio.TimeoutError):
             guild = interaction.guild
             if guild is not None and guild.voice_client is not None:
@@ -90,21 +107,23 @@ class Playback(commands.Cog):
         if channel is None:
             raise NotInVoice()
         player = get_player(interaction)
+        follow = False
         if player is not None and player.channel is not None and player.channel.id != channel.id:
-            busy = player.current is not None or bool(player.queue) or bool(player.listeners())
-            if busy:
-                await reply(interaction, busy_message(player.channel, await self.siblings.free_in(guild)))
+            if player.current is not None or bool(player.queue) or bool(player.listeners()):
+                await self._answer_busy(interaction, player.channel)
                 return
-            await player.move_to(channel)  # idle and nobody listening: follow the member
-        if player is None:
-            preflight(channel, guild.me)
+            follow = True  # idle and nobody listening: follow the member
+        if player is None or follow:
+            preflight(channel, guild.me)  # refuse at once, before any slow step
         if not self.bot.lavalink.connected():
             raise AudioUnavailable()
 
         turnstile = self.turnstiles.setdefault(guild.id, Turnstile())
         ticket = turnstile.take()  # before the first await: the order users sent their commands in
         try:
-            await defer_public(interaction)
+            await defer_public(interaction)  # acknowledged before anything slow: moving, searching
+            if follow and player is not None:
+                await self._follow(player, channel)
             found = await self._search(interaction, query)
             if not found:
                 raise BadInput(f"No results for “{truncate(query, 80)}”. Try other words or a direct link.")

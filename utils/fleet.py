@@ -7,6 +7,7 @@ not use the members intent) is asked once over REST and remembered for a while.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -43,14 +44,15 @@ class SiblingDirectory:
 
     async def free_in(self, guild: discord.Guild) -> list[int]:
         """User ids of sibling bots that are in `guild` and not in one of its voice channels."""
-        free = []
+        candidates = []
         for uid in self.sibling_ids:
             member = guild.get_member(uid)
             if member is not None and member.voice is not None and member.voice.channel is not None:
                 continue
-            if await self._is_member(guild, uid):
-                free.append(uid)
-        return free
+            candidates.append(uid)
+        # One REST lookup per uncached sibling, all at once rather than one after another.
+        found = await asyncio.gather(*(self._is_member(guild, uid) for uid in candidates))
+        return [uid for uid, member in zip(candidates, found) if member]
 
 
 def busy_message(channel: discord.abc.GuildChannel, free: list[int]) -> str:

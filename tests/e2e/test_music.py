@@ -486,3 +486,41 @@ async def test_audio_server_down_gives_a_clear_answer_then_playback_continues(fl
     assert player["position"] > 0
     await scene.cmd(1, "alice", "skip")
     await scene.wait_track(1, "still-queued")
+
+
+async def idle_in_lounge(scene):
+    """Bot 1 in the Lounge with nothing to play and nobody listening: it may follow a member elsewhere."""
+    await playing(scene)
+    await scene.cmd(1, "alice", "stop")
+    await scene.wait_player(1, lambda p: p["track"] is None)
+    await scene.join("alice", None)
+
+
+async def test_idle_bot_follows_the_member_after_acknowledging(scene):
+    await idle_in_lounge(scene)
+    await scene.join("alice", "Studio")
+    result = await scene.cmd(1, "alice", "play", query=track_url("followed"))
+    assert result.deferred and result.content.startswith("Now playing: **[Followed]"), result.content
+    assert scene.bot_voice_channel(1) == scene.voice("Studio")
+    await scene.wait_track(1, "followed")
+
+
+@pytest.mark.parametrize("kind", ["locked", "full", "stage"])
+async def test_idle_bot_does_not_follow_into_a_channel_it_cannot_use(scene, kind):
+    discord = scene.fleet.discord
+    await idle_in_lounge(scene)
+    if kind == "locked":
+        target = discord.create_voice_channel(scene.guild_id, "Locked")
+        await discord.set_overwrite(target.id, scene.app(1).user_id, deny=1 << 20)  # CONNECT
+        expected = "permission to join"
+    elif kind == "full":
+        target = discord.create_voice_channel(scene.guild_id, "Tiny", user_limit=1)
+        expected = "is full"
+    else:
+        target = discord.create_stage_channel(scene.guild_id, "Stage")
+        expected = "stage channels"
+    await discord.move_member(scene.guild_id, scene.member("alice"), target.id)
+    answer = await scene.cmd(1, "alice", "play", query=track_url("nowhere"))
+    assert answer.ephemeral and expected in answer.content, answer.content
+    assert answer.latency is not None and answer.latency < 1.5
+    assert scene.bot_voice_channel(1) == scene.voice("Lounge")  # stayed where it was
