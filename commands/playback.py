@@ -17,7 +17,7 @@ from utils.embeds import added_message, playlist_message, track_length
 from utils.errors import AudioUnavailable, BadInput, MusicError, NotInVoice
 from utils.fleet import SiblingDirectory, busy_message
 from utils.formatting import format_duration, parse_time, truncate
-from utils.lavalink import lavalink_call
+from utils.lavalink import lavalink_call, node_write
 from utils.player import MusicPlayer, tag_requester
 from utils.replies import defer_public, reply
 from utils.tracklist import room_left, skip_to
@@ -198,7 +198,7 @@ class Playback(commands.Cog):
         if player.paused:
             await reply(interaction, "Already paused. Use /resume to continue.")
             return
-        await lavalink_call(player.pause(True))
+        await node_write(interaction, player.pause(True))
         self.bot.dispatch("music_panel_refresh", player)
         await reply(interaction, f"Paused by {interaction.user.mention}.", ephemeral=False)
 
@@ -210,7 +210,7 @@ class Playback(commands.Cog):
         if not player.paused:
             await reply(interaction, "It's already playing.")
             return
-        await lavalink_call(player.pause(False))
+        await node_write(interaction, player.pause(False))
         self.bot.dispatch("music_panel_refresh", player)
         await reply(interaction, f"Resumed by {interaction.user.mention}.", ephemeral=False)
 
@@ -222,7 +222,7 @@ class Playback(commands.Cog):
         player = ensure_can_control(interaction, need_track=True)
         dropped = skip_to(player.queue, to) if to is not None else 0
         skipped = player.current
-        await lavalink_call(player.skip(force=True))
+        await node_write(interaction, player.skip(force=True))
         extra = f" and {dropped} more" if dropped else ""
         await reply(interaction, f"Skipped **{truncate(skipped.title if skipped else '?', 80)}**{extra}.",
                     ephemeral=False)
@@ -234,7 +234,7 @@ class Playback(commands.Cog):
         player = ensure_can_control(interaction)
         player.clear_all()
         if player.current is not None:
-            await lavalink_call(player.skip(force=True))
+            await node_write(interaction, player.skip(force=True))
         await reply(interaction, f"Stopped and cleared the queue ({interaction.user.mention}).", ephemeral=False)
 
     @app_commands.command(name="disconnect")
@@ -262,7 +262,7 @@ class Playback(commands.Cog):
             raise BadInput("This is a live stream (or not seekable): there is nothing to seek.")
         if target >= track.length:
             raise BadInput(f"This song is only {format_duration(track.length)} long; pick a time before that.")
-        await lavalink_call(player.seek(target))
+        await node_write(interaction, player.seek(target))
         await reply(interaction, f"Jumped to {format_duration(target)}.", ephemeral=False)
 
     @app_commands.command(name="previous")
@@ -272,7 +272,7 @@ class Playback(commands.Cog):
         player = ensure_can_control(interaction)
         if player.previous_track() is None:
             raise BadInput("There is no previous song in this session's history.")
-        track = await lavalink_call(player.play_previous())
+        track = await node_write(interaction, player.play_previous())
         await reply(interaction, f"Back to **{truncate(track.title, 80)}**.", ephemeral=False)
 
     @app_commands.command(name="volume")
@@ -283,7 +283,7 @@ class Playback(commands.Cog):
         player = ensure_can_control(interaction)
         if not 0 <= level <= 150:
             raise BadInput("Volume goes from 0 to 150.")
-        await lavalink_call(player.set_volume(level))
+        await node_write(interaction, player.set_volume(level))
         self.bot.guild_volumes[player.guild.id] = level
         self.bot.dispatch("music_panel_refresh", player)
         await reply(interaction, f"Volume set to {level}%.", ephemeral=False)

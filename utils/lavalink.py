@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import aiohttp
 import discord
 import wavelink
 
@@ -31,18 +32,64 @@ from utils.errors import AudioUnavailable, MusicError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LAVALINK_TIMEOUT = 2.5  # a call that takes longer answers "audio server unreachable" (Discord's deadline is 3 s)
+LAVALINK_TIMEOUT = 2.5  # a call that takes longer answers "audio server unreachable"
+ACK_WITHIN = 1.0  # a command waits this long for the node before acknowledging (Discord's deadline is 3 s)
+WRITE_TIMEOUT = 8.0  # then the user waits at most this long in all before "audio server unreachable"
+BACKGROUND_LIMIT = 60.0  # a write the node holds keeps going this long in the background, then is abandoned
+
+_background: set[asyncio.Task[object]] = set()
 
 
 async def lavalink_call(awaitable: Awaitable[T], timeout: float = LAVALINK_TIMEOUT) -> T:
-    """Await a Lavalink request, turning an unreachable, refusing or hanging node into AudioUnavailable."""
+    """Await a Lavalink request, turning an unreachable, refusing or hanging node into AudioUnavailable.
+
+    The request is never cancelled mid-flight: wavelink updates its own view (current track, paused, volume)
+    only after the node answered, so cancelling a request the node still applies would leave the two
+    disagreeing. A request that outlasts `timeout` finishes in the background instead (up to
+    BACKGROUND_LIMIT), and wavelink's view follows whatever the node did."""
+    task = asyncio.ensure_future(awaitable)
     try:
-        return await asyncio.wait_for(awaitable, timeout)
-    except (asyncio.TimeoutError, wavelink.InvalidNodeException, wavelink.NodeException, OSError):
+        return await asyncio.wait_for(asyncio.shield(task), timeout)
+    except asyncio.TimeoutError:
+        _finish_in_background(task)
+        raise AudioUnavailable() from None
+    except (wavelink.InvalidNodeException, wavelink.NodeException, OSError, aiohttp.ClientError):
         raise AudioUnavailable() from None
     except wavelink.LavalinkException as exc:
         log.warning("Lavalink refused a request: %s", exc)
         raise AudioUnavailable() from None
+
+
+def _finish_in_background(task: asyncio.Future[T]) -> None:
+    async def finish() -> None:
+        try:
+            await asyncio.wait_for(task, BACKGROUND_LIMIT)
+        except asyncio.TimeoutError:
+            log.warning("a Lavalink request got no answer in %.0f s; abandoned", BACKGROUND_LIMIT)
+        except Exception as exc:
+            log.warning("a slow Lavalink request failed in the end (%s)", type(exc).__name__)
+        else:
+            log.info("a slow Lavalink request completed late")
+
+    runner: asyncio.Task[object] = asyncio.ensure_future(finish())
+    _background.add(runner)
+    runner.add_done_callback(_background.discard)
+
+
+async def node_write(interaction: discord.Interaction, awaitable: Awaitable[T]) -> T:
+    """A Lavalink write on behalf of a command that answers without deferring (pause, skip, volume...).
+
+    Discord drops an interaction not acknowledged within 3 s, whatever the node does: if the node has not
+    answered after ACK_WITHIN, acknowledge first (a public "thinking...", replaced by the answer), then
+    wait up to WRITE_TIMEOUT in all."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=ACK_WITHIN)
+    if not done and not interaction.response.is_done():
+        try:
+            await interaction.response.defer(thinking=True)
+        except discord.HTTPException:
+            log.info("could not acknowledge interaction %s while the audio server is slow", interaction.id)
+    return await lavalink_call(task, WRITE_TIMEOUT - ACK_WITHIN)
 
 
 class NodeLink:

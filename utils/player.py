@@ -11,12 +11,15 @@ from typing import Any
 import discord
 import wavelink
 
+from utils.errors import MusicError
+from utils.lavalink import lavalink_call
 from utils.snapshots import HISTORY_KEPT, GuildSnapshot
 from utils.tracklist import LoopMode
 
 log = logging.getLogger(__name__)
 
 REQUESTER_KEY = "requester_id"
+DISCONNECT_TIMEOUT = 2.0
 
 
 def requester_id(track: wavelink.Playable | None) -> int | None:
@@ -115,6 +118,27 @@ class MusicPlayer(wavelink.Player):
             await self.play(current, start=0 if current.is_stream else position, paused=paused, add_history=False)
         log.info("guild %s: player rebuilt on node %s (%s at %d ms)", self.guild and self.guild.id,
                  self.node.identifier, current.title if current else "nothing playing", position)
+
+    async def disconnect(self, **kwargs: Any) -> None:
+        """Leave voice at once and drop the node's player within a bound.
+
+        wavelink's own disconnect() awaits the node's DELETE before leaving voice, with no timeout: a hung
+        node kept /disconnect, auto-leave and the watchdog waiting for minutes. Leaving voice first needs
+        only the gateway; the DELETE then finishes (or is abandoned) in the background."""
+        guild = self.guild
+        assert guild is not None
+        node = self.node
+        self._invalidate()  # wavelink's own first step: no longer connected, removed from discord.py
+        node._players.pop(guild.id, None)  # what wavelink's _destroy() does before its DELETE
+        try:
+            await asyncio.wait_for(guild.change_voice_state(channel=None), DISCONNECT_TIMEOUT)
+        except (asyncio.TimeoutError, ConnectionError, discord.ClientException) as exc:
+            log.warning("guild %s: could not send the voice leave (%s)", guild.id, type(exc).__name__)
+        try:
+            await lavalink_call(node._destroy_player(guild.id), DISCONNECT_TIMEOUT)
+        except MusicError:
+            log.warning("guild %s: the audio server did not drop the player in time; it will time it out",
+                        guild.id)
 
     async def leave(self, reason: str | None) -> None:
         """Leave voice for good: remove the panel, say why (auto-leave), disconnect."""

@@ -25,7 +25,12 @@ async def reply(interaction: discord.Interaction, content: str | None = None, *,
     if not interaction.response.is_done():
         await interaction.response.send_message(**kwargs)
         return
-    if ephemeral and interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+    deferred = interaction.response.type is discord.InteractionResponseType.deferred_channel_message
+    if deferred and not ephemeral:
+        # The answer replaces the "thinking..." placeholder instead of following it.
+        await interaction.edit_original_response(**{k: v for k, v in kwargs.items() if k != "ephemeral"})
+        return
+    if ephemeral and deferred:
         # Our deferrals are public ("thinking..."); an ephemeral answer replaces that placeholder.
         try:
             await interaction.delete_original_response()

@@ -60,21 +60,42 @@ async def test_dj_role_limits_control_to_djs_requesters_and_lone_listeners(fleet
     assert alone.content.startswith("Skipped **Bobs Song**")
 
 
-async def test_a_hanging_audio_server_gets_a_clear_answer_within_three_seconds(fleet):
+async def test_a_hanging_audio_server_is_acknowledged_in_time_and_the_views_agree_after(fleet):
     scene = await fleet.scene()
     await scene.join("alice", "Lounge")
     await scene.cmd(1, "alice", "play", query=track_url("hang-song"))
     await scene.wait_player(1, lambda p: p["track"] is not None)
     fleet.lavalink.hang(r"/players/")
     try:
-        started = time.monotonic()
-        answer = await scene.cmd(1, "alice", "pause", timeout=10)
-        assert time.monotonic() - started < 3.0
+        answer = await scene.cmd(1, "alice", "pause", timeout=20)
+        assert answer.latency is not None and answer.latency < 3.0  # Discord's deadline, whatever the node does
         assert answer.ephemeral and "audio server is unreachable" in answer.content
+        assert scene.player(1)["paused"] is False
     finally:
         fleet.lavalink.unhang()
-    again = await scene.cmd(1, "alice", "volume", level=50)
-    assert again.content == "Volume set to 50%."
+    # The node applies the held pause once it answers again; the bot must know it, or /resume says
+    # "It's already playing" while nothing plays.
+    await scene.wait_player(1, lambda p: p["paused"] is True)
+    resumed = await scene.cmd(1, "alice", "resume")
+    assert resumed.content.startswith("Resumed by"), resumed.content
+    await scene.wait_player(1, lambda p: p["paused"] is False)
+
+
+async def test_disconnect_leaves_voice_at_once_while_the_audio_server_hangs(fleet):
+    scene = await fleet.scene()
+    await scene.join("alice", "Lounge")
+    await scene.cmd(1, "alice", "play", query=track_url("hung-goodbye"))
+    await scene.wait_player(1, lambda p: p["track"] is not None)
+    assert scene.bot_voice_channel(1) == scene.voice("Lounge")
+    fleet.lavalink.hang(r"/players/")
+    try:
+        answer = await scene.cmd(1, "alice", "disconnect", timeout=20)
+        assert answer.latency is not None and answer.latency < 3.0
+        assert answer.content.startswith("Left <#"), answer.content
+        await fleet.discord.wait_for(lambda: scene.bot_voice_channel(1) is None, timeout=6)
+    finally:
+        fleet.lavalink.unhang()
+    await fleet.lavalink.wait_for(lambda: scene.player(1) is None, timeout=10)
 
 
 async def test_a_track_that_stops_making_progress_is_skipped(fleet):
