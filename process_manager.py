@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from utils.config import EX_CONFIG, discover_bot_indices
+from utils.config import EX_CONFIG, ConfigError, discover_bot_indices, fleet_user_ids, read_token
 from utils.selection import SelectionError, bot_selection_arg, select_bots
+from utils.token_env import bot_environment
 
 log = logging.getLogger("process_manager")  # feeds logs/manager.log once main() adds a handler
 
@@ -484,16 +485,26 @@ class PopenChild:
 
 
 class SubprocessSpawner:
-    """The default spawn seam: `python bot.py --bot n`, token inherited through the environment."""
+    """The default spawn seam: `python bot.py --bot n`, with bot n's token (and no other) in its environment.
 
-    def __init__(self, script: Path = HERE / "bot.py", python: str = sys.executable, cwd: Path = HERE) -> None:
+    The siblings' user ids go with it in FLEET_BOT_IDS (decoded here from the tokens once, at start).
+    """
+
+    def __init__(self, script: Path = HERE / "bot.py", python: str = sys.executable, cwd: Path = HERE,
+                 fleet_ids: Mapping[int, int] | None = None) -> None:
         self.script, self.python, self.cwd = script, python, cwd
+        self.fleet_ids = dict(fleet_ids or {})
 
     def command(self, index: int) -> list[str]:
         return [self.python, str(self.script), "--bot", str(index)]
 
+    def environment(self, index: int) -> dict[str, str]:
+        env = bot_environment(os.environ, index, self.fleet_ids)
+        env.update(PYTHONUNBUFFERED="1", FLEET_MANAGER_PID=str(os.getpid()))  # see utils/parent_watch.py
+        return env
+
     def __call__(self, index: int, on_line: Callable[[str], None]) -> PopenChild:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", FLEET_MANAGER_PID=str(os.getpid()))  # see utils/parent_watch.py
+        env = self.environment(index)
         popen = subprocess.Popen(self.command(index), cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         return PopenChild(popen, on_line)
@@ -588,7 +599,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     try:
         indices = select_bots(args.bots, os.environ)
-    except SelectionError as exc:
+        fleet_ids = fleet_user_ids(os.environ)
+    except (SelectionError, ConfigError) as exc:
         print(f"process_manager.py: {exc}", file=sys.stderr)
         return EX_CONFIG
     if args.check:
@@ -597,12 +609,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(indices, os.environ, sys.stdout)
 
     _setup_manager_log(os.environ)
-    secrets = [os.environ.get(f"BOT_TOKEN_{n}", "") for n in discover_bot_indices(os.environ)]
+    secrets = []
+    for n in discover_bot_indices(os.environ):
+        try:
+            secrets.append(read_token(os.environ, n)[1])
+        except ConfigError:
+            pass  # that bot reports its configuration error itself (exit 78)
     secrets.append(os.environ.get("LAVALINK_PASSWORD", ""))  # a bot's traceback must not leak these either
     printer = Printer(sys.stdout, indices=indices, secrets=secrets)
     config = ProcessConfig(startsecs=args.startsecs, startretries=int(args.startretries),
                            stopwaitsecs=args.stopwaitsecs, backoff_cap=args.backoff_cap)
-    spawner = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python)
+    spawner = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python,
+                                fleet_ids=fleet_ids)
     manager = FleetManager(indices, spawn=spawner, printer=printer, config=config, stagger=args.stagger,
                            status_interval=args.status_interval)
     printer.notice(f"starting {len(indices)} bot(s): {', '.join(map(str, indices))}")
