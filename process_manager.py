@@ -519,6 +519,10 @@ exit codes:
   2   usage error (for example a bad --bots value)
   78  configuration error: no BOT_TOKEN_n set, a selected bot has no token, or the bots exited 78
 
+tokens: each bot's child gets its own token only (BOT_TOKEN_n, or BOT_TOKEN_FILE_n for a file, also for a
+token found in BOT_TOKEN_DIR) and FLEET_BOT_IDS="1:<user id>,2:<user id>,..." (the fleet's user ids, decoded
+here from the tokens or taken from BOT_CLIENT_ID_n), so it can point users to a free sibling.
+
 signals: SIGTERM, SIGINT or SIGHUP stop every bot (SIGTERM to its process group, SIGKILL after
 --stopwaitsecs); a second SIGINT kills them at once. SIGUSR1 prints the status table.
 A bot exiting 78 (configuration error) is never restarted, nor one exiting 0 once RUNNING; other
@@ -551,7 +555,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                  "backoff, prefix their output with [Bot n] and stop them gracefully.")
     add = parser.add_argument
     add("--bots", type=bot_selection_arg, metavar="LIST",
-        help="bots to run, e.g. 1,3-5 (default: every BOT_TOKEN_n)")
+        help="bots to run, e.g. 1,3-5 (default: every BOT_TOKEN_n, BOT_TOKEN_FILE_n or BOT_TOKEN_DIR/BOT_TOKEN_n)")
     add("--env-file", default=".env", metavar="PATH", help="dotenv file to load first (default: .env; "
         "variables already in the environment win)")
     add("--check", action="store_true", help="check tokens (Discord /users/@me) and Lavalink nodes, then exit")

@@ -177,3 +177,10 @@ def test_bot_py_with_a_missing_token_file_exits_78_with_one_line(tmp_path):
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert lines == [f"[Bot 2] configuration error: BOT_TOKEN_FILE_2: cannot read the token file {tmp_path / 'gone'} "
                      "(No such file or directory)"]
+
+
+def test_register_commands_reads_token_files(secrets_dir):
+    import register_commands as rc
+
+    settings = rc.load_settings(None, {"BOT_TOKEN_DIR": str(secrets_dir)})
+    assert [(s.bot_index, s.token) for s in settings] == [(2, TOKEN_2), (3, TOKEN_3)]
