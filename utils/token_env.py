@@ -32,15 +32,16 @@ def is_token_var(name: str) -> bool:
 def bot_environment(env: Mapping[str, str], bot_index: int, fleet_ids: Mapping[int, int]) -> dict[str, str]:
     """`env` for bot n: every token variable dropped but bot n's own source, and FLEET_BOT_IDS set.
 
-    A token found in BOT_TOKEN_DIR is handed on as BOT_TOKEN_FILE_n (the directory holds the siblings' files).
+    A token file is handed on as BOT_TOKEN_FILE_n with an absolute path, also one found in BOT_TOKEN_DIR
+    (the directory holds the siblings' files).
     """
     kept = {k: v for k, v in env.items() if not is_token_var(k) and k != FLEET_IDS_VAR}
     source = token_source(env, bot_index)
     if source is not None:
         if source.path is None:
             kept[source.var] = env[source.var]
-        else:
-            kept[f"BOT_TOKEN_FILE_{bot_index}"] = str(source.path)
+        else:  # absolute: process_manager.py's children run in the repository, maybe not where it was started
+            kept[f"BOT_TOKEN_FILE_{bot_index}"] = os.path.abspath(source.path)
     kept[FLEET_IDS_VAR] = format_fleet_ids(fleet_ids)
     return kept
 

@@ -121,6 +121,15 @@ def test_bot_environment_keeps_only_its_own_token(tmp_path, secrets_dir):
     assert [k for k in single if k.startswith("BOT_TOKEN")] == ["BOT_TOKEN"]
 
 
+def test_a_relative_token_file_is_handed_on_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "one").write_text(TOKEN_1)
+    env = bot_environment({"BOT_TOKEN_FILE_1": "one"}, 1, {})
+    assert env["BOT_TOKEN_FILE_1"] == str(tmp_path / "one")
+    monkeypatch.chdir(ROOT)
+    assert read_token(env, 1) == ("BOT_TOKEN_FILE_1", TOKEN_1)
+
+
 def test_own_environment_is_a_fixed_point_so_a_reexec_happens_once(tmp_path, secrets_dir):
     dotenv = tmp_path / ".env"
     dotenv.write_text(f"BOT_TOKEN_1={TOKEN_1}\nLOG_LEVEL=DEBUG\n")
