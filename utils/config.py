@@ -156,7 +156,7 @@ def token_source(env: Mapping[str, str], bot_index: int) -> TokenSource | None:
         return TokenSource(file_var, Path(env[file_var].strip()))
     directory = token_dir(env)
     if directory is not None and os.path.lexists(directory / var):
-        return TokenSource(TOKEN_DIR_VAR, directory / var)
+        return TokenSource(f"{TOKEN_DIR_VAR}/{var}", directory / var)
     if env.get("BOT_TOKEN", "").strip():
         return TokenSource("BOT_TOKEN")
     return None

@@ -77,12 +77,13 @@ async def test_manager_children_hold_only_their_own_token_and_still_name_their_s
         apps = sandbox.add_bots(3)
         tokens = {n: app.token for n, app in enumerate(apps, start=1)}
         user_ids = {n: app.user_id for n, app in enumerate(apps, start=1)}
-        token_file = tmp_path / "secrets" / "bot-3"
-        token_file.parent.mkdir()
-        token_file.write_text(tokens[3] + "\n")
-        env = sandbox.bot_env(apps)
-        del env["BOT_TOKEN_3"]  # bot 3 is configured by its token file only
-        env["BOT_TOKEN_FILE_3"] = str(token_file)
+        # Bot 1 by its variable, bot 2 by a token file, bot 3 by a secrets directory that holds bot 2's file too.
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        (secrets / "BOT_TOKEN_2").write_text(tokens[2] + "\n")
+        (secrets / "BOT_TOKEN_3").write_text(tokens[3] + "\n")
+        env = {**sandbox.bot_env(apps[:1]), "BOT_TOKEN_FILE_2": str(secrets / "BOT_TOKEN_2"),
+               "BOT_TOKEN_DIR": str(secrets)}
         log_dir = tmp_path / "logs"
         manager = await start_manager(env, log_dir, "--stagger", "0.1")
         try:
@@ -92,7 +93,7 @@ async def test_manager_children_hold_only_their_own_token_and_still_name_their_s
             for n in (1, 2, 3):
                 pid = bot_pid(manager, n)
                 assert pid is not None, manager.output
-                own = ("BOT_TOKEN_FILE_3", str(token_file)) if n == 3 else (f"BOT_TOKEN_{n}", tokens[n])
+                own = (f"BOT_TOKEN_FILE_{n}", str(secrets / f"BOT_TOKEN_{n}")) if n > 1 else ("BOT_TOKEN_1", tokens[1])
                 assert_holds_only_its_own(pid, n, tokens, *own, user_ids)
 
             scene = await Fleet(sandbox, apps, [], log_dir).scene()

@@ -43,7 +43,7 @@ def test_token_dir_holds_one_file_per_bot(secrets_dir):
     env = {"BOT_TOKEN_DIR": str(secrets_dir)}
     assert discover_bot_indices(env) == [2, 3]
     s = Settings.from_env(3, env)
-    assert (s.token, s.token_var) == (TOKEN_3, "BOT_TOKEN_DIR")
+    assert (s.token, s.token_var) == (TOKEN_3, "BOT_TOKEN_DIR/BOT_TOKEN_3")
     assert dict(s.siblings) == {2: 222222222222222222}
 
 
@@ -63,7 +63,7 @@ def test_variable_wins_over_file_and_file_over_directory(tmp_path, secrets_dir):
     del env["BOT_TOKEN_2"]
     assert read_token(env, 2) == ("BOT_TOKEN_FILE_2", TOKEN_1)
     del env["BOT_TOKEN_FILE_2"]
-    assert read_token(env, 2) == ("BOT_TOKEN_DIR", TOKEN_2)
+    assert read_token(env, 2) == ("BOT_TOKEN_DIR/BOT_TOKEN_2", TOKEN_2)
 
 
 @pytest.mark.parametrize(("setup", "message"), [
@@ -82,6 +82,13 @@ def test_token_file_errors_name_the_variable_never_the_token(tmp_path, setup, me
     text = str(info.value)
     assert message in text and "\n" not in text
     assert TOKEN_1 not in text and TOKEN_2 not in text and "secret-" not in text
+
+
+def test_a_bad_file_in_the_token_dir_names_it(secrets_dir):
+    (secrets_dir / "BOT_TOKEN_2").write_text("Bot " + TOKEN_2)
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(2, {"BOT_TOKEN_DIR": str(secrets_dir)})
+    assert str(info.value) == "BOT_TOKEN_DIR/BOT_TOKEN_2 must be the bare token, without the 'Bot ' prefix"
 
 
 def test_unreadable_token_dir_is_a_selection_error(tmp_path):
