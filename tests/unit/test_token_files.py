@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -200,3 +201,22 @@ def test_register_commands_reads_token_files(secrets_dir):
 
     settings = rc.load_settings(None, {"BOT_TOKEN_DIR": str(secrets_dir)})
     assert [(s.bot_index, s.token) for s in settings] == [(2, TOKEN_2), (3, TOKEN_3)]
+
+
+@pytest.mark.parametrize("placement", list(itertools.product(("env", "file", "absent"), repeat=5)))
+def test_a_reexec_never_asks_for_another(tmp_path, secrets_dir, monkeypatch, placement):
+    """Wherever the token variables sit (environment, .env, nowhere), the re-executed process is content."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "two").write_text(TOKEN_2)
+    variables = {"BOT_TOKEN_2": TOKEN_2, "BOT_TOKEN_FILE_2": "two", "BOT_TOKEN_DIR": str(secrets_dir),
+                 "BOT_TOKEN": TOKEN_3, "BOT_TOKEN_1": TOKEN_1}
+    initial = {k: v for (k, v), where in zip(variables.items(), placement) if where == "env"}
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("".join(f"{k}={v}\n" for (k, v), where in zip(variables.items(), placement) if where == "file"))
+    try:
+        _, first = own_environment(initial, str(dotenv), 2)
+    except ConfigError:
+        return  # nothing to run with: bot.py exits 78 without a re-exec
+    _, second = own_environment(first, str(dotenv), 2)
+    assert not needs_reexec(first, second), (initial, first, second)
+    assert TOKEN_1 not in first.values() and TOKEN_1 not in second.values()
