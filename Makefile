@@ -9,9 +9,13 @@ PYTEST_ARGS ?=
 define HAS_TOKENS
 import os, sys
 from dotenv import load_dotenv
-from utils.config import discover_bot_indices
+from utils.config import ConfigError, discover_bot_indices
 load_dotenv(".env", override=False)
-sys.exit(0 if discover_bot_indices(os.environ) else 1)
+try:
+    found = discover_bot_indices(os.environ)
+except ConfigError:
+    found = True  # a broken BOT_TOKEN_DIR: process_manager.py says so
+sys.exit(0 if found else 1)
 endef
 export HAS_TOKENS
 

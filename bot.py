@@ -2,6 +2,10 @@
 
 Exit codes: 0 when asked to stop (SIGTERM/SIGINT), 78 on a configuration error (missing or
 rejected token: a supervisor must not restart it), anything else is a crash.
+
+The process keeps only its own token: started with other bots' tokens in its environment (supervisord
+gives every program the same one), it re-executes itself without them before importing discord
+(utils/token_env.py); the siblings' user ids travel on in FLEET_BOT_IDS.
 """
 
 from __future__ import annotations
@@ -9,8 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+
+from utils.token_env import own_environment, reexec_with_own_token
+
+if __name__ == "__main__":
+    reexec_with_own_token(sys.argv[1:])  # first, while a re-exec costs ~30 ms (discord not imported yet)
 
 import discord
 import wavelink
@@ -125,8 +135,9 @@ class MusicBot(commands.Bot):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Run one music bot of the fleet. Reads BOT_TOKEN_N (or BOT_TOKEN with BOT_ID) and the rest "
-        "of the configuration from the environment and .env.",
+        description="Run one music bot of the fleet. Reads BOT_TOKEN_N (or the file named by BOT_TOKEN_FILE_N, "
+        "or BOT_TOKEN_DIR/BOT_TOKEN_N, or BOT_TOKEN with BOT_ID) and the rest of the configuration from the "
+        "environment and .env; other bots' tokens are dropped from the process at start.",
         epilog="Exit codes: 0 stopped on request, 78 configuration error (do not restart), other = crash.",
     )
     parser.add_argument("--bot", type=int, metavar="N", help="bot number N: use BOT_TOKEN_N (default: BOT_ID or 1)")
@@ -176,11 +187,11 @@ async def run(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from dotenv import load_dotenv
-
-    load_dotenv(args.env_file, override=False)
     try:
-        settings = Settings.from_env(args.bot)
+        index, env = own_environment(os.environ, args.env_file, args.bot)
+        os.environ.clear()  # the .env file's variables join it, the siblings' tokens leave it
+        os.environ.update(env)
+        settings = Settings.from_env(index, env)
     except ConfigError as exc:
         prefix = f"[Bot {args.bot}] " if args.bot else ""
         print(f"{prefix}configuration error: {exc}", file=sys.stderr)

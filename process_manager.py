@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from utils.config import EX_CONFIG, discover_bot_indices
+from utils.config import EX_CONFIG, ConfigError, discover_bot_indices, fleet_user_ids, read_token
 from utils.selection import SelectionError, bot_selection_arg, select_bots
+from utils.token_env import bot_environment
 
 log = logging.getLogger("process_manager")  # feeds logs/manager.log once main() adds a handler
 
@@ -484,16 +485,26 @@ class PopenChild:
 
 
 class SubprocessSpawner:
-    """The default spawn seam: `python bot.py --bot n`, token inherited through the environment."""
+    """The default spawn seam: `python bot.py --bot n`, with bot n's token (and no other) in its environment.
 
-    def __init__(self, script: Path = HERE / "bot.py", python: str = sys.executable, cwd: Path = HERE) -> None:
+    The siblings' user ids go with it in FLEET_BOT_IDS (decoded here from the tokens once, at start).
+    """
+
+    def __init__(self, script: Path = HERE / "bot.py", python: str = sys.executable, cwd: Path = HERE,
+                 fleet_ids: Mapping[int, int] | None = None) -> None:
         self.script, self.python, self.cwd = script, python, cwd
+        self.fleet_ids = dict(fleet_ids or {})
 
     def command(self, index: int) -> list[str]:
         return [self.python, str(self.script), "--bot", str(index)]
 
+    def environment(self, index: int) -> dict[str, str]:
+        env = bot_environment(os.environ, index, self.fleet_ids)
+        env.update(PYTHONUNBUFFERED="1", FLEET_MANAGER_PID=str(os.getpid()))  # see utils/parent_watch.py
+        return env
+
     def __call__(self, index: int, on_line: Callable[[str], None]) -> PopenChild:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", FLEET_MANAGER_PID=str(os.getpid()))  # see utils/parent_watch.py
+        env = self.environment(index)
         popen = subprocess.Popen(self.command(index), cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         return PopenChild(popen, on_line)
@@ -507,6 +518,10 @@ exit codes:
   1   every bot ended (FATAL or crashed) and not all on 0/78; --check: a check failed
   2   usage error (for example a bad --bots value)
   78  configuration error: no BOT_TOKEN_n set, a selected bot has no token, or the bots exited 78
+
+tokens: each bot's child gets its own token only (BOT_TOKEN_n, or BOT_TOKEN_FILE_n for a file, also for a
+token found in BOT_TOKEN_DIR) and FLEET_BOT_IDS="1:<user id>,2:<user id>,..." (the fleet's user ids, decoded
+here from the tokens or taken from BOT_CLIENT_ID_n), so it can point users to a free sibling.
 
 signals: SIGTERM, SIGINT or SIGHUP stop every bot (SIGTERM to its process group, SIGKILL after
 --stopwaitsecs); a second SIGINT kills them at once. SIGUSR1 prints the status table.
@@ -540,7 +555,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                  "backoff, prefix their output with [Bot n] and stop them gracefully.")
     add = parser.add_argument
     add("--bots", type=bot_selection_arg, metavar="LIST",
-        help="bots to run, e.g. 1,3-5 (default: every BOT_TOKEN_n)")
+        help="bots to run, e.g. 1,3-5 (default: every BOT_TOKEN_n, BOT_TOKEN_FILE_n or BOT_TOKEN_DIR/BOT_TOKEN_n)")
     add("--env-file", default=".env", metavar="PATH", help="dotenv file to load first (default: .env; "
         "variables already in the environment win)")
     add("--check", action="store_true", help="check tokens (Discord /users/@me) and Lavalink nodes, then exit")
@@ -588,7 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     try:
         indices = select_bots(args.bots, os.environ)
-    except SelectionError as exc:
+        fleet_ids = fleet_user_ids(os.environ)
+    except (SelectionError, ConfigError) as exc:
         print(f"process_manager.py: {exc}", file=sys.stderr)
         return EX_CONFIG
     if args.check:
@@ -597,12 +613,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(indices, os.environ, sys.stdout)
 
     _setup_manager_log(os.environ)
-    secrets = [os.environ.get(f"BOT_TOKEN_{n}", "") for n in discover_bot_indices(os.environ)]
+    secrets = []
+    for n in discover_bot_indices(os.environ):
+        try:
+            secrets.append(read_token(os.environ, n)[1])
+        except ConfigError:
+            pass  # that bot reports its configuration error itself (exit 78)
     secrets.append(os.environ.get("LAVALINK_PASSWORD", ""))  # a bot's traceback must not leak these either
     printer = Printer(sys.stdout, indices=indices, secrets=secrets)
     config = ProcessConfig(startsecs=args.startsecs, startretries=int(args.startretries),
                            stopwaitsecs=args.stopwaitsecs, backoff_cap=args.backoff_cap)
-    spawner = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python)
+    spawner = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python,
+                                fleet_ids=fleet_ids)
     manager = FleetManager(indices, spawn=spawner, printer=printer, config=config, stagger=args.stagger,
                            status_interval=args.status_interval)
     printer.notice(f"starting {len(indices)} bot(s): {', '.join(map(str, indices))}")

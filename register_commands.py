@@ -26,7 +26,8 @@ from utils.endpoints import apply_endpoint_overrides
 from utils.selection import SelectionError, bot_selection_arg, select_bots
 
 EPILOG = """\
-Environment (or --env-file): BOT_TOKEN_1..N, one token per bot; TEST_GUILD_ID, the guild to register in
+Environment (or --env-file): BOT_TOKEN_1..N, one token per bot (or BOT_TOKEN_FILE_n, a file holding it,
+or BOT_TOKEN_DIR, a directory of files named BOT_TOKEN_n); TEST_GUILD_ID, the guild to register in
 unless --guild or --global says otherwise; DISCORD_API_BASE, another REST base (a proxy, the sandbox).
 Tokens are never printed.
 

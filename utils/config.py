@@ -1,7 +1,13 @@
 """Configuration of one bot process, read from the environment (and `.env` by the caller).
 
-Everything here is pure: no network, no file writes. Secrets are kept out of reprs and
-error messages; an error names the variable, never its value.
+Everything here is pure: no network, no file writes (token files are read). Secrets are kept out of
+reprs and error messages; an error names the variable, never its value.
+
+Where bot n's token comes from, first match wins: BOT_TOKEN_n; BOT_TOKEN_FILE_n (a file holding it);
+BOT_TOKEN_DIR/BOT_TOKEN_n (a secrets directory, one file per bot); plain BOT_TOKEN (single-bot form).
+The fleet's user ids (for the "Try @Music 2" hint) come from FLEET_BOT_IDS when set (process_manager.py
+and bot.py's own re-exec hand it down, see utils/token_env.py), else from decoding the visible tokens;
+BOT_CLIENT_ID_n overrides either.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ EX_CONFIG = 78  # sysexits.h: configuration error; supervisors must not restart 
 DEFAULT_LAVALINK_URI = "http://127.0.0.1:2333"
 DEFAULT_LAVALINK_PASSWORD = "youshallnotpass"
 _TOKEN_VAR = re.compile(r"^BOT_TOKEN_(\d+)$")
+_TOKEN_FILE_VAR = re.compile(r"^BOT_TOKEN_FILE_(\d+)$")
+_CLIENT_ID_VAR = re.compile(r"^BOT_CLIENT_ID_(\d+)$")
+TOKEN_DIR_VAR = "BOT_TOKEN_DIR"
+FLEET_IDS_VAR = "FLEET_BOT_IDS"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -75,32 +85,18 @@ class Settings:
     def from_env(cls, bot_index: int | None = None, env: Mapping[str, str] | None = None) -> Settings:
         """Build the settings for bot `bot_index` (None: BOT_ID, default 1) from `env` (default os.environ).
 
-        The token is BOT_TOKEN_<n>; a plain BOT_TOKEN is accepted when BOT_TOKEN_<n> is absent
-        (single-bot deployments, e.g. a container per bot with BOT_ID set).
+        The token is read as `token_source` says; a plain BOT_TOKEN is accepted when bot n has no
+        token of its own (single-bot deployments, e.g. a container per bot with BOT_ID set).
         """
         env = os.environ if env is None else env
-        if bot_index is None:
-            bot_index = _parse_int(env, "BOT_ID", default=1, minimum=1)
-        if bot_index < 1:
-            raise ConfigError(f"the bot number must be 1 or more, got {bot_index}")
-
-        token_var = f"BOT_TOKEN_{bot_index}"
-        token = env.get(token_var, "").strip()
-        if not token and env.get("BOT_TOKEN", "").strip():
-            token_var, token = "BOT_TOKEN", env["BOT_TOKEN"].strip()
-        if not token:
-            raise ConfigError(f"{token_var} is not set (put the bot's token in .env or the environment)")
-        check_token_shape(token, token_var)
+        bot_index = resolve_bot_index(bot_index, env)
+        token_var, token = read_token(env, bot_index)
 
         client_id = _parse_int(env, f"BOT_CLIENT_ID_{bot_index}", default=None, minimum=1)
         if client_id is None:
             client_id = user_id_from_token(token)
 
-        siblings = {
-            n: uid
-            for n, uid in discover_user_ids(env).items()
-            if n != bot_index and uid is not None
-        }
+        siblings = {n: uid for n, uid in fleet_user_ids(env).items() if n != bot_index}
         return cls(
             bot_index=bot_index,
             token_var=token_var,
@@ -124,25 +120,127 @@ class Settings:
         )
 
 
+def resolve_bot_index(bot_index: int | None, env: Mapping[str, str]) -> int:
+    """`bot_index`, or BOT_ID when None (default 1)."""
+    if bot_index is None:
+        bot_index = _parse_int(env, "BOT_ID", default=1, minimum=1)
+    if bot_index < 1:
+        raise ConfigError(f"the bot number must be 1 or more, got {bot_index}")
+    return bot_index
+
+
+def token_dir(env: Mapping[str, str]) -> Path | None:
+    """BOT_TOKEN_DIR: a directory of files named BOT_TOKEN_n (e.g. /run/secrets), or None."""
+    raw = env.get(TOKEN_DIR_VAR, "").strip()
+    if not raw:
+        return None
+    if not Path(raw).is_dir():
+        raise ConfigError(f"{TOKEN_DIR_VAR} ({raw}) is not a directory")
+    return Path(raw)
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """Where one bot's token is: in the variable `var`, or in the file `path` that `var` points at."""
+
+    var: str
+    path: Path | None = None
+
+
+def token_source(env: Mapping[str, str], bot_index: int) -> TokenSource | None:
+    """Bot n's token source, first match: BOT_TOKEN_n, BOT_TOKEN_FILE_n, BOT_TOKEN_DIR/BOT_TOKEN_n, BOT_TOKEN."""
+    var, file_var = f"BOT_TOKEN_{bot_index}", f"BOT_TOKEN_FILE_{bot_index}"
+    if env.get(var, "").strip():
+        return TokenSource(var)
+    if env.get(file_var, "").strip():
+        return TokenSource(file_var, Path(env[file_var].strip()))
+    directory = token_dir(env)
+    if directory is not None and os.path.lexists(directory / var):
+        return TokenSource(f"{TOKEN_DIR_VAR}/{var}", directory / var)
+    if env.get("BOT_TOKEN", "").strip():
+        return TokenSource("BOT_TOKEN")
+    return None
+
+
+def read_token(env: Mapping[str, str], bot_index: int) -> tuple[str, str]:
+    """(variable to name in messages, token) of bot n; ConfigError naming the variable if unusable."""
+    source = token_source(env, bot_index)
+    if source is None:
+        raise ConfigError(f"BOT_TOKEN_{bot_index} is not set (put the bot's token in .env or the environment, "
+                          f"or its path in BOT_TOKEN_FILE_{bot_index})")
+    if source.path is None:
+        token = env[source.var].strip()
+    else:
+        try:
+            token = source.path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise ConfigError(f"{source.var}: cannot read the token file {source.path} ({reason})") from None
+        if not token:
+            raise ConfigError(f"{source.var}: the token file {source.path} is empty")
+    check_token_shape(token, source.var)
+    return source.var, token
+
+
 def discover_bot_indices(env: Mapping[str, str] | None = None) -> list[int]:
-    """The n of every non-empty BOT_TOKEN_n, sorted; gaps are allowed."""
+    """The n of every bot with a token: non-empty BOT_TOKEN_n or BOT_TOKEN_FILE_n, or a BOT_TOKEN_DIR/BOT_TOKEN_n
+    file; sorted, gaps allowed. Raises ConfigError when BOT_TOKEN_DIR is set but unusable."""
     env = os.environ if env is None else env
-    found = []
+    found = set()
     for key, value in env.items():
-        match = _TOKEN_VAR.match(key)
+        match = _TOKEN_VAR.match(key) or _TOKEN_FILE_VAR.match(key)
         if match and value.strip() and int(match.group(1)) >= 1:
-            found.append(int(match.group(1)))
+            found.add(int(match.group(1)))
+    directory = token_dir(env)
+    if directory is not None:
+        try:
+            names = os.listdir(directory)
+        except OSError as exc:
+            raise ConfigError(f"{TOKEN_DIR_VAR} ({directory}) cannot be listed ({exc.strerror})") from None
+        found.update(int(m.group(1)) for m in map(_TOKEN_VAR.match, names) if m and int(m.group(1)) >= 1)
     return sorted(found)
 
 
-def discover_user_ids(env: Mapping[str, str] | None = None) -> dict[int, int | None]:
-    """Bot index -> user id for every configured bot (BOT_CLIENT_ID_n, else decoded from the token)."""
+def fleet_user_ids(env: Mapping[str, str] | None = None) -> dict[int, int]:
+    """Bot index -> user id for the whole fleet, this bot included.
+
+    FLEET_BOT_IDS, when set (even empty), is the complete list and no token is read; otherwise every
+    token found is decoded (bots whose token cannot be read are left out: each reports its own error).
+    BOT_CLIENT_ID_n adds or overrides an entry either way, also for bots whose token is not here.
+    """
     env = os.environ if env is None else env
-    ids: dict[int, int | None] = {}
-    for n in discover_bot_indices(env):
-        explicit = env.get(f"BOT_CLIENT_ID_{n}", "").strip()
-        ids[n] = int(explicit) if explicit.isdigit() else user_id_from_token(env[f"BOT_TOKEN_{n}"].strip())
+    listed = env.get(FLEET_IDS_VAR)
+    if listed is not None:
+        ids = parse_fleet_ids(listed)
+    else:
+        ids = {}
+        for n in discover_bot_indices(env):
+            try:
+                uid = user_id_from_token(read_token(env, n)[1])
+            except ConfigError:
+                uid = None
+            if uid is not None:
+                ids[n] = uid
+    for key, value in env.items():
+        match = _CLIENT_ID_VAR.match(key)
+        if match and value.strip().isdigit() and int(match.group(1)) >= 1:
+            ids[int(match.group(1))] = int(value.strip())
+    return dict(sorted(ids.items()))
+
+
+def parse_fleet_ids(text: str) -> dict[int, int]:
+    """'1:111,3:333' -> {1: 111, 3: 333} (the FLEET_BOT_IDS format)."""
+    ids: dict[int, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        index, sep, uid = part.partition(":")
+        if not (sep and index.strip().isdigit() and uid.strip().isdigit()):
+            raise ConfigError(f"{FLEET_IDS_VAR} must look like 1:<user id>,2:<user id>")
+        ids[int(index)] = int(uid)
     return ids
+
+
+def format_fleet_ids(ids: Mapping[int, int]) -> str:
+    return ",".join(f"{n}:{uid}" for n, uid in sorted(ids.items()))
 
 
 def user_id_from_token(token: str) -> int | None:

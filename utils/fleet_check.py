@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import IO
 
-from utils.config import ConfigError, check_token_shape, parse_lavalink_nodes
+from utils.config import ConfigError, parse_lavalink_nodes, read_token
 
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 USER_AGENT = "DiscordBot (music-fleet process_manager, 0.1)"  # Discord's edge rejects urllib's default agent
@@ -32,10 +32,8 @@ def _reason(exc: BaseException) -> str:
 
 def check_bot(index: int, env: Mapping[str, str], timeout: float = 10.0) -> tuple[bool, str]:
     """GET /users/@me with the bot's token: (ok, one line for the operator)."""
-    var = f"BOT_TOKEN_{index}"
-    token = env.get(var, "").strip()
     try:
-        check_token_shape(token, var)
+        var, token = read_token(env, index)  # BOT_TOKEN_n, BOT_TOKEN_FILE_n or BOT_TOKEN_DIR
     except ConfigError as exc:
         return False, f"Bot {index}: ERROR — {exc}"
     base = (env.get("DISCORD_API_BASE", "").strip() or DEFAULT_API_BASE).rstrip("/")

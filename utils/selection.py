@@ -1,4 +1,5 @@
-"""Which bots a fleet tool acts on: every BOT_TOKEN_n, or a `--bots 1,3-5` selection of them.
+"""Which bots a fleet tool acts on: every bot with a token (BOT_TOKEN_n, BOT_TOKEN_FILE_n or a file in
+BOT_TOKEN_DIR), or a `--bots 1,3-5` selection of them.
 
 Shared by process_manager.py and register_commands.py. Pure standard library (process_manager.py
 must stay lean: no discord/wavelink import reaches it through here). Errors name variables, never values.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from utils.config import discover_bot_indices
+from utils.config import ConfigError, discover_bot_indices
 
 
 class SelectionError(Exception):
@@ -39,14 +40,18 @@ def bot_selection_arg(text: str) -> list[int]:
 
 
 def select_bots(selection: list[int] | None, env: Mapping[str, str]) -> list[int]:
-    """The bots to act on: `selection` (each must have a token) or every BOT_TOKEN_n found in `env`."""
-    found = discover_bot_indices(env)
+    """The bots to act on: `selection` (each must have a token) or every bot with a token in `env`."""
+    try:
+        found = discover_bot_indices(env)
+    except ConfigError as exc:
+        raise SelectionError(str(exc)) from None
     if selection is None:
         if not found:
             single = ("BOT_TOKEN is set, but only bot.py reads it (the single-bot form, with BOT_ID)"
                       if env.get("BOT_TOKEN", "").strip() else "a plain BOT_TOKEN (with BOT_ID) is for bot.py alone")
             raise SelectionError("no bot token configured: set BOT_TOKEN_1, BOT_TOKEN_2, ... (one per bot) "
-                                 f"in .env or the environment; {single}")
+                                 "in .env or the environment, or BOT_TOKEN_FILE_n / BOT_TOKEN_DIR for token "
+                                 f"files; {single}")
         return found
     missing = [f"BOT_TOKEN_{n}" for n in selection if n not in found]
     if missing:

@@ -8,7 +8,7 @@ from utils.config import (
     ConfigError,
     Settings,
     discover_bot_indices,
-    discover_user_ids,
+    fleet_user_ids,
     parse_lavalink_nodes,
     user_id_from_token,
 )
@@ -38,9 +38,9 @@ def test_discovery_allows_gaps_and_ignores_empty_and_unnumbered():
     assert discover_bot_indices(env) == [1, 3]
 
 
-def test_discovered_user_ids_prefer_explicit_client_ids():
+def test_fleet_user_ids_prefer_explicit_client_ids():
     env = {"BOT_TOKEN_1": TOKEN_1, "BOT_TOKEN_3": TOKEN_3, "BOT_CLIENT_ID_3": "42"}
-    assert discover_user_ids(env) == {1: 111111111111111111, 3: 42}
+    assert fleet_user_ids(env) == {1: 111111111111111111, 3: 42}
 
 
 def test_settings_for_a_numbered_bot():
