@@ -3,7 +3,6 @@ idle and alone timeouts, and players rebuilt after the audio server lost our ses
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -260,7 +259,7 @@ class Panel(commands.Cog):
                 return  # nowhere to go: the player is rebuilt when its node comes back
             target = min(live, key=lambda n: len(n.players))
             try:
-                await asyncio.wait_for(player.switch_node(target), 10)
+                await lavalink_call(player.switch_node(target), 10)  # bounded, never cancelled mid-request
             except Exception:
                 log.exception("guild %s: could not move the player to node %s", getattr(player.guild, "id", "?"),
                               target.identifier)
@@ -275,7 +274,7 @@ class Panel(commands.Cog):
         for player in list(payload.node.players.values()):
             if isinstance(player, MusicPlayer) and player.connected:
                 try:
-                    await player.rebuild()
+                    await lavalink_call(player.rebuild(), 10)
                 except Exception:
                     log.exception("guild %s: could not rebuild the player", getattr(player.guild, "id", "?"))
 
