@@ -3,7 +3,7 @@
 supervisord resolves %(here)s to the conf's directory, and tests must not write into the repository, so each
 test builds a small stand-in of it in /tmp: supervisord.conf copied byte for byte, bot.py and .venv as
 symlinks to the real ones (Python resolves the script's symlink, so the bots import the repository's code),
-and an empty logs/. The bots' working directory is that stand-in, so no developer .env is read.
+and logs/ exactly as a fresh clone has it (the files git tracks there; no mkdir). The bots' working directory is that stand-in, so no developer .env is read.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import ROOT, Proc, clean_env
+from tests.helpers import ROOT, Proc, clean_env, copy_tracked
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +105,7 @@ async def supervisor() -> AsyncIterator[Supervisor]:
     shutil.copyfile(ROOT / "supervisord.conf", home / "supervisord.conf")
     (home / "bot.py").symlink_to(ROOT / "bot.py")
     (home / ".venv").symlink_to(ROOT / ".venv")
-    (home / "logs").mkdir()
+    copy_tracked("logs", home)  # as cloned: supervisord refuses to start when logs/ is missing
     sv = Supervisor(home)
     try:
         yield sv

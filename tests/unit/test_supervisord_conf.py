@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from supervisor.datatypes import RestartWhenExitUnexpected
 from supervisor.options import ClientOptions, ServerOptions
 
 from process_manager import ProcessConfig
-from tests.helpers import ROOT
+from tests.helpers import ROOT, copy_tracked
 from utils.config import EX_CONFIG
 
 CONF = ROOT / "supervisord.conf"
@@ -26,9 +27,9 @@ def conf() -> configparser.RawConfigParser:
 
 @pytest.fixture
 def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The conf in a directory of its own (with logs/), BOT_COUNT=3: %(here)s points there."""
+    """The conf in a directory of its own with logs/ as a fresh clone has it, BOT_COUNT=3: %(here)s points there."""
     shutil.copyfile(CONF, tmp_path / "supervisord.conf")
-    (tmp_path / "logs").mkdir()
+    copy_tracked("logs", tmp_path)
     monkeypatch.setenv("BOT_COUNT", "3")
     return tmp_path
 
@@ -66,6 +67,16 @@ def test_every_file_is_under_logs_next_to_the_conf(conf):
     assert conf["supervisorctl"]["serverurl"] == "unix://" + conf["unix_http_server"]["file"]
     assert conf["program:bot"]["redirect_stderr"] == "true"
     assert int(conf["program:bot"]["stdout_logfile_backups"]) > 0
+
+
+def test_a_fresh_clone_has_logs_but_none_of_their_contents():
+    """supervisord refuses to start when the directory of its logfile is missing: git must keep logs/."""
+    tracked = subprocess.run(["git", "ls-files", "--", "logs"], cwd=ROOT, check=True, capture_output=True,
+                             text=True).stdout.split()
+    assert tracked == ["logs/.gitkeep"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "--", "logs/supervisord.log", "logs/bot-1.log",
+                              "logs/supervisor.sock", "logs/.gitkeep"], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == ["logs/supervisord.log", "logs/bot-1.log", "logs/supervisor.sock"]
 
 
 def test_supervisord_reads_it_as_intended(stand_in):
