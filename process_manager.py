@@ -494,6 +494,7 @@ class SubprocessSpawner:
 
     def __call__(self, index: int, on_line: Callable[[str], None]) -> PopenChild:
         env = dict(os.environ, PYTHONUNBUFFERED="1", FLEET_MANAGER_PID=str(os.getpid()))  # see utils/parent_watch.py
+        env.pop("SUPERVISOR_ENABLED", None)  # the manager restarts its bots, not supervisord (see utils/config_exit.py)
         popen = subprocess.Popen(self.command(index), cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         return PopenChild(popen, on_line)

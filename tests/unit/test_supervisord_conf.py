@@ -14,6 +14,7 @@ from supervisor.options import ClientOptions, ServerOptions
 from process_manager import ProcessConfig
 from tests.helpers import ROOT, copy_tracked
 from utils.config import EX_CONFIG
+from utils.config_exit import DEFAULT_STARTSECS, STARTSECS_VAR
 
 CONF = ROOT / "supervisord.conf"
 
@@ -94,6 +95,15 @@ def test_supervisord_reads_it_as_intended(stand_in):
     assert options.nodaemon is False  # daemonizes unless started with -n
     (server,) = options.server_configs
     assert server["file"] == f"{stand_in}/logs/supervisor.sock" and server["chmod"] == 0o700
+
+
+def test_bots_know_startsecs_so_that_exit_78_is_final(stand_in):
+    """bot.py outlasts startsecs before exiting 78 (utils/config_exit.py): it must be told the real value."""
+    options = ServerOptions()
+    options.realize(args=["-c", str(stand_in / "supervisord.conf")])
+    bot = options.process_group_configs[0].process_configs[0]
+    assert float(bot.environment[STARTSECS_VAR]) == bot.startsecs == DEFAULT_STARTSECS
+    assert EX_CONFIG in bot.exitcodes  # what outlasting startsecs is for: an expected exit, not retried
 
 
 def test_supervisorctl_finds_the_socket_without_bot_count(stand_in, monkeypatch):
