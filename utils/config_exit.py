@@ -41,35 +41,33 @@ class _StopWaiting(Exception):
         self.signal = signal.Signals(signum)
 
 
-def _stop_waiting(signum: int, frame: object) -> None:
-    raise _StopWaiting(signum)
-
-
-def wait_unless_stopped(seconds: float) -> signal.Signals | None:
-    """Sleep `seconds`; return early with the signal on SIGTERM or SIGINT (None when the time ran out)."""
-    previous = {}
-    try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, _stop_waiting)
-        time.sleep(seconds)
-    except _StopWaiting as stop:
-        return stop.signal
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return None
-
-
 def hold_config_exit(started: float, say: Callable[[str], None], env: Mapping[str, str]) -> None:
     """Before exiting 78: under supervisord, wait until the process has outlasted startsecs.
 
     `started` is a time.monotonic() taken when the process began; `say` writes one log line.
+    SIGTERM or SIGINT end the wait at once (supervisorctl stop must not wait for it).
     """
     delay = config_exit_delay(env, time.monotonic() - started)
     if delay <= 0:
         return
-    say(f"configuration error under supervisord: exiting 78 in {delay:.1f} s, once past its startsecs, "
-        "so that it counts as final and is not retried")
-    stopped = wait_unless_stopped(delay)
-    if stopped is not None:
-        say(f"{stopped.name} received, exiting now")
+    armed = True
+
+    def stop_waiting(signum: int, frame: object) -> None:
+        if armed:
+            raise _StopWaiting(signum)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, stop_waiting)
+        # Announced once the handlers are in place: from this line on, a stop request ends the wait.
+        say(f"configuration error under supervisord: exiting 78 in {delay:.1f} s, once past its startsecs, "
+            "so that it counts as final and is not retried")
+        time.sleep(delay)
+    except _StopWaiting as stop:
+        armed = False
+        say(f"{stop.signal.name} received, exiting now")
+    finally:
+        armed = False  # a second signal while the handlers are put back is ignored, not raised out of here
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
