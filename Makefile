@@ -40,4 +40,4 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
-	find logs -mindepth 1 ! -name .gitkeep -delete  # logs/ itself stays: supervisord.conf writes there
+	find logs -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true  # logs/ itself stays: supervisord.conf writes there
