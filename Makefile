@@ -43,4 +43,5 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) logs .pytest_cache
+	rm -rf $(VENV) .pytest_cache
+	find logs -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true  # logs/ itself stays: supervisord.conf writes there

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from utils.token_env import own_environment, reexec_with_own_token
 
@@ -28,6 +29,7 @@ from discord.ext import commands
 
 from commands import EXTENSIONS
 from utils.config import EX_CONFIG, ConfigError, Settings
+from utils.config_exit import hold_config_exit
 from utils.endpoints import apply_endpoint_overrides
 from utils.lavalink import NodeLink
 from utils.log import setup_logging
@@ -186,6 +188,7 @@ async def run(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     args = parse_args(argv)
     try:
         index, env = own_environment(os.environ, args.env_file, args.bot)
@@ -194,13 +197,17 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(index, env)
     except ConfigError as exc:
         prefix = f"[Bot {args.bot}] " if args.bot else ""
-        print(f"{prefix}configuration error: {exc}", file=sys.stderr)
+        print(f"{prefix}configuration error: {exc}", file=sys.stderr, flush=True)
+        hold_config_exit(started, lambda line: print(prefix + line, file=sys.stderr, flush=True), os.environ)
         return EX_CONFIG
     setup_logging(settings.bot_index, settings.log_level, settings.log_dir, secrets=settings.secrets)
     try:
-        return asyncio.run(run(settings))
+        code = asyncio.run(run(settings))
     except KeyboardInterrupt:
         return 0
+    if code == EX_CONFIG:
+        hold_config_exit(started, log.info, os.environ)  # under supervisord, 78 must come after startsecs
+    return code
 
 
 if __name__ == "__main__":

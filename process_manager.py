@@ -501,6 +501,7 @@ class SubprocessSpawner:
     def environment(self, index: int) -> dict[str, str]:
         env = bot_environment(os.environ, index, self.fleet_ids)
         env.update(PYTHONUNBUFFERED="1", FLEET_MANAGER_PID=str(os.getpid()))  # see utils/parent_watch.py
+        env.pop("SUPERVISOR_ENABLED", None)  # the manager restarts its bots, not supervisord (see utils/config_exit.py)
         return env
 
     def __call__(self, index: int, on_line: Callable[[str], None]) -> PopenChild:

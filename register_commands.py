@@ -18,8 +18,11 @@ from typing import Any
 
 import aiohttp
 import discord
+from discord.ext import commands
 from discord.http import HTTPClient, Route
+from discord.utils import MISSING
 
+from bot import MusicBot
 from commands import EXTENSIONS
 from utils.config import EX_CONFIG, ConfigError, Settings
 from utils.endpoints import apply_endpoint_overrides
@@ -137,20 +140,38 @@ def diff_commands(local: Sequence[Mapping[str, Any]], remote: Sequence[Mapping[s
     return diff
 
 
-async def build_payload(settings: Settings) -> list[dict[str, Any]]:
-    """The command payload exactly as `tree.sync()` would send it, from the bots' own cogs (no login)."""
-    from bot import MusicBot
+class CommandCollector(MusicBot):
+    """A MusicBot that is never started: its cogs hand over their slash commands and nothing else.
 
-    bot = MusicBot(settings)
-    try:
-        for extension in EXTENSIONS:  # a cog that fails to load aborts: uploading without it would delete its commands
-            await bot.load_extension(extension)
-        tree, translator = bot.tree, bot.tree.translator
-        if translator is not None:
-            return [await c.get_translated_payload(tree, translator) for c in tree.get_commands()]
-        return [c.to_dict(tree) for c in tree.get_commands()]
-    finally:
-        await bot.close()
+    `Bot.add_cog` would also run each cog's `cog_load` (the snapshot sampler, the restore of bot N's
+    snapshots, the watchdog's sweep) and attach its listeners; registering commands needs none of that,
+    and closing such a bot afterwards would flush snapshots through a Lavalink link that never existed.
+    So `add_cog` here only puts the cog's app commands in the tree, as `Bot.add_cog` and `Cog._inject` do.
+    """
+
+    async def add_cog(self, cog: commands.Cog, /, *, override: bool = False,
+                      guild: discord.abc.Snowflake | None = MISSING,
+                      guilds: Sequence[discord.abc.Snowflake] = MISSING) -> None:
+        if not isinstance(cog, commands.Cog):
+            raise TypeError("cogs must derive from Cog")
+        group = cog.app_command  # a GroupCog's group, holding its commands
+        for command in [group] if group is not None else cog.get_app_commands():
+            self.tree.add_command(command, override=override, guild=guild, guilds=guilds)
+
+
+async def build_payload(settings: Settings) -> list[dict[str, Any]]:
+    """The command payload exactly as `tree.sync()` would send it, from the bots' own cogs.
+
+    No login, no cog machinery: see CommandCollector. The collector holds no connection, so there is
+    nothing to close.
+    """
+    bot = CommandCollector(settings)
+    for extension in EXTENSIONS:  # a cog that fails to load aborts: uploading without it would delete its commands
+        await bot.load_extension(extension)
+    tree, translator = bot.tree, bot.tree.translator
+    if translator is not None:
+        return [await c.get_translated_payload(tree, translator) for c in tree.get_commands()]
+    return [c.to_dict(tree) for c in tree.get_commands()]
 
 
 def _reason(exc: BaseException, settings: Settings) -> str:

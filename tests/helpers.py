@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,7 +17,21 @@ NO_ZSTD_DIR = Path(__file__).resolve().parent / "no_zstd"  # a `zstandard` that 
 
 # Variables from the developer's own environment that must not leak into a test process.
 _SCRUB = re.compile(r"^(BOT_TOKEN.*|BOT_ID|BOT_CLIENT_ID_.*|LAVALINK_.*|DISCORD_.*|TEST_GUILD_ID|LOG_.*|STATE_DIR|"
-                    r"RESTORE.*|IDLE_TIMEOUT|ALONE_TIMEOUT|MAX_QUEUE|DJ_ROLE)$")
+                    r"RESTORE.*|IDLE_TIMEOUT|ALONE_TIMEOUT|MAX_QUEUE|DJ_ROLE|SUPERVISOR_.*)$")
+
+
+def copy_tracked(folder: str, dest: Path) -> list[str]:
+    """Copy what a fresh clone holds under `folder` (the files git tracks there) into `dest`; their paths.
+
+    Stand-ins of the repository use this instead of creating directories themselves, so a directory the
+    repository forgot to ship is missing in the test too.
+    """
+    out = subprocess.run(["git", "ls-files", "-z", "--", folder], cwd=ROOT, check=True, capture_output=True).stdout
+    paths = [p for p in out.decode().split("\0") if p]
+    for rel in paths:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / rel, dest / rel)
+    return paths
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

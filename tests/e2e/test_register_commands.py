@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -101,6 +103,43 @@ async def test_dry_run_prints_the_difference_and_uploads_nothing(sandbox):
     assert "    ~ping: description" in out
     assert len(command_requests(sandbox, "PUT")) == puts_before
     assert names(sandbox.discord.commands(app)) == {"ping", "old"}
+
+
+def tree(root: Path) -> dict[Path, tuple[bytes, int] | None]:
+    """Every path under root, files with their content and mtime: what a run changed shows as a difference."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None for p in root.rglob("*")}
+
+
+async def test_registering_starts_none_of_the_bots_machinery(sandbox, tmp_path: Path):
+    """register_commands.py reads the command definitions only: no snapshot sampler, no restore of bot 1's
+    snapshots, no Lavalink connection, no shutdown flush; bot 1's state directory stays as it was."""
+    (app,) = sandbox.add_bots(1)
+    bot_state = tmp_path / "state" / "bot-1"
+    bot_state.mkdir(parents=True)
+    (bot_state / "guild-1.json").write_bytes(b"not a snapshot")  # a restore renames an unreadable one *.bad
+    (bot_state / "lavalink-sessions.json").write_text('{"node-1": "session-of-the-running-bot"}')
+    before = tree(tmp_path)
+    connections: list[str] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(repr(await reader.read(200)))
+        writer.close()
+
+    lavalink = await asyncio.start_server(record, "127.0.0.1", 0)
+    port = lavalink.sockets[0].getsockname()[1]
+    try:
+        env = {**sandbox.bot_env([app]), "STATE_DIR": str(tmp_path / "state"),
+               "LAVALINK_URI": f"http://127.0.0.1:{port}"}
+        code, out = await register(env, "--dry-run")
+    finally:
+        lavalink.close()
+        await lavalink.wait_closed()
+    assert code == 0, out
+    assert out.splitlines()[-1].startswith("Bot 1 (Music 1): would update: +ping ")
+    assert connections == []
+    assert tree(tmp_path) == before
+    assert not re.search(r"snapshot|restor|sampl|lavalink|wavelink|traceback|error", out, re.I), out
+    assert len(out.splitlines()) == 2  # the summary and bot 1's line, nothing logged
 
 
 async def test_rejected_token_fails_that_bot_only(sandbox):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
+from discord.ext import tasks
 
 import register_commands as rc
 from bot import MusicBot
@@ -56,6 +60,44 @@ async def test_payload_is_what_tree_sync_would_upload(settings, payload):
     finally:
         await bot.close()
     assert uploaded == [(settings.client_id, payload)]
+
+
+async def test_payload_is_unchanged_from_a_bot_with_every_cog_loaded(settings, payload):
+    """register_commands.py used to build the payload from a MusicBot with its cogs loaded (and their machinery
+    running); the CommandCollector leaves that out, and the payload must not change by a byte."""
+    bot = MusicBot(settings)
+    try:
+        for extension in EXTENSIONS:
+            await bot.load_extension(extension)
+        before = [c.to_dict(bot.tree) for c in bot.tree.get_commands()]
+    finally:
+        await bot.close()
+    assert payload == before
+
+
+async def test_building_the_payload_starts_nothing(tmp_path: Path, monkeypatch, caplog):
+    """No snapshot sampler, no restore, no watchdog sweep, no Lavalink: only the command definitions are read."""
+    state = tmp_path / "state"
+    (state / "bot-1").mkdir(parents=True)
+    snapshot = state / "bot-1" / "guild-1.json"
+    snapshot.write_bytes(b"not a snapshot")  # a restore would rename it guild-1.bad
+    (state / "bot-1" / "lavalink-sessions.json").write_text("{}")
+    files_before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in state.rglob("*") if p.is_file()}
+    settings = Settings.from_env(1, {"BOT_TOKEN_1": TOKEN, "STATE_DIR": str(state),
+                                     "LAVALINK_URI": "http://127.0.0.1:9"})
+    loops: list[Any] = []
+    monkeypatch.setattr(tasks.Loop, "start", lambda loop, *args, **kwargs: loops.append(loop))  # every cog task
+    caplog.set_level(logging.DEBUG)
+
+    await rc.build_payload(settings)
+    for _ in range(5):
+        await asyncio.sleep(0)  # let anything it scheduled run a step
+
+    assert loops == []
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in state.rglob("*") if p.is_file()} == files_before
+    ours = [r for r in caplog.records if r.name.split(".")[0] in ("bot", "commands", "utils", "wavelink")]
+    assert ours == []
 
 
 def as_discord_returns(cmd: dict[str, Any], guild_id: int | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from supervisor.datatypes import RestartWhenExitUnexpected
 from supervisor.options import ClientOptions, ServerOptions
 
 from process_manager import ProcessConfig
-from tests.helpers import ROOT
+from tests.helpers import ROOT, copy_tracked
 from utils.config import EX_CONFIG
+from utils.config_exit import DEFAULT_STARTSECS, STARTSECS_VAR
 
 CONF = ROOT / "supervisord.conf"
 
@@ -26,9 +28,9 @@ def conf() -> configparser.RawConfigParser:
 
 @pytest.fixture
 def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The conf in a directory of its own (with logs/), BOT_COUNT=3: %(here)s points there."""
+    """The conf in a directory of its own with logs/ as a fresh clone has it, BOT_COUNT=3: %(here)s points there."""
     shutil.copyfile(CONF, tmp_path / "supervisord.conf")
-    (tmp_path / "logs").mkdir()
+    copy_tracked("logs", tmp_path)
     monkeypatch.setenv("BOT_COUNT", "3")
     return tmp_path
 
@@ -68,6 +70,16 @@ def test_every_file_is_under_logs_next_to_the_conf(conf):
     assert int(conf["program:bot"]["stdout_logfile_backups"]) > 0
 
 
+def test_a_fresh_clone_has_logs_but_none_of_their_contents():
+    """supervisord refuses to start when the directory of its logfile is missing: git must keep logs/."""
+    tracked = subprocess.run(["git", "ls-files", "--", "logs"], cwd=ROOT, check=True, capture_output=True,
+                             text=True).stdout.split()
+    assert tracked == ["logs/.gitkeep"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "--", "logs/supervisord.log", "logs/bot-1.log",
+                              "logs/supervisor.sock", "logs/.gitkeep"], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == ["logs/supervisord.log", "logs/bot-1.log", "logs/supervisor.sock"]
+
+
 def test_supervisord_reads_it_as_intended(stand_in):
     options = ServerOptions()
     options.realize(args=["-c", str(stand_in / "supervisord.conf")])
@@ -83,6 +95,15 @@ def test_supervisord_reads_it_as_intended(stand_in):
     assert options.nodaemon is False  # daemonizes unless started with -n
     (server,) = options.server_configs
     assert server["file"] == f"{stand_in}/logs/supervisor.sock" and server["chmod"] == 0o700
+
+
+def test_bots_know_startsecs_so_that_exit_78_is_final(stand_in):
+    """bot.py outlasts startsecs before exiting 78 (utils/config_exit.py): it must be told the real value."""
+    options = ServerOptions()
+    options.realize(args=["-c", str(stand_in / "supervisord.conf")])
+    bot = options.process_group_configs[0].process_configs[0]
+    assert float(bot.environment[STARTSECS_VAR]) == bot.startsecs == DEFAULT_STARTSECS
+    assert EX_CONFIG in bot.exitcodes  # what outlasting startsecs is for: an expected exit, not retried
 
 
 def test_supervisorctl_finds_the_socket_without_bot_count(stand_in, monkeypatch):
