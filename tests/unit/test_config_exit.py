@@ -56,7 +56,7 @@ async def test_under_supervisord_a_configuration_error_exits_78_after_startsecs(
     assert await bot.wait(timeout=30) == EX_CONFIG
     assert time.monotonic() - started >= 2  # what supervisord measures: spawn to exit
     assert bot.lines[0] == f"[Bot {MISSING}] configuration error: BOT_TOKEN_{MISSING} is not set " \
-                           "(put the bot's token in .env or the environment)"
+                           f"(put the bot's token in .env or the environment, or its path in BOT_TOKEN_FILE_{MISSING})"
     assert len(bot.lines) == 2 and bot.lines[1].startswith(f"[Bot {MISSING}] configuration error under "
                                                           "supervisord: exiting 78 in ")
 
@@ -76,7 +76,7 @@ async def test_without_supervisord_a_configuration_error_exits_at_once():
     bot = await start_missing_token_bot(SUPERVISOR_STARTSECS="600")
     assert await bot.wait(timeout=15) == EX_CONFIG
     assert bot.lines == [f"[Bot {MISSING}] configuration error: BOT_TOKEN_{MISSING} is not set "
-                         "(put the bot's token in .env or the environment)"]
+                         f"(put the bot's token in .env or the environment, or its path in BOT_TOKEN_FILE_{MISSING})"]
 
 
 @pytest.mark.timeout(60)
@@ -100,4 +100,4 @@ async def test_process_managers_bots_do_not_wait_even_when_it_runs_under_supervi
         await asyncio.sleep(0.05)
     assert code == EX_CONFIG
     assert lines == [f"[Bot {MISSING}] configuration error: BOT_TOKEN_{MISSING} is not set "
-                     "(put the bot's token in .env or the environment)"]
+                     f"(put the bot's token in .env or the environment, or its path in BOT_TOKEN_FILE_{MISSING})"]
