@@ -208,6 +208,10 @@ class Persistence(commands.Cog):
                                     f"{format_duration(snapshot.position)}.")
         await self._delete_old_panel(player, snapshot)
         track = await player.restore(snapshot)
+        if player.current is None and not player.queue:
+            await player.leave("None of the songs I was playing can be found on the audio server any more, so I "
+                               "left the voice channel. Use /play to start again.")
+            return
         log.info("guild %s: restored the player in #%s (%s, %d queued)", guild.id, channel.name,
                  f"{track.title} at {format_duration(snapshot.position)}" if track else "queue only",
                  len(player.queue))

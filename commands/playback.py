@@ -17,7 +17,7 @@ from utils.embeds import added_message, playlist_message, track_length
 from utils.errors import AudioUnavailable, BadInput, MusicError, NotInVoice
 from utils.fleet import SiblingDirectory, busy_message
 from utils.formatting import format_duration, parse_time, truncate
-from utils.lavalink import lavalink_call, node_write
+from utils.lavalink import WRITE_TIMEOUT, lavalink_call, node_write
 from utils.player import MusicPlayer, tag_requester
 from utils.replies import defer_public, reply
 from utils.tracklist import room_left, skip_to
@@ -92,7 +92,7 @@ class Playback(commands.Cog):
         assert isinstance(player, MusicPlayer)
         volume = self.bot.guild_volumes.get(channel.guild.id)
         if volume is not None and volume != player.volume:
-            await lavalink_call(player.set_volume(volume))
+            await lavalink_call(player.set_volume(volume), WRITE_TIMEOUT)  # already acknowledged
         return player
 
     @app_commands.command(name="play")
@@ -166,7 +166,7 @@ class Playback(commands.Cog):
 
         starting = player.current is None
         if starting:
-            await lavalink_call(player.play(player.queue.get()))
+            await lavalink_call(player.play(player.queue.get()), WRITE_TIMEOUT)  # already acknowledged
         if message is None:
             message = added_message(first, None if starting else len(player.queue), interaction.user)
         await interaction.edit_original_response(content=message)

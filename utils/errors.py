@@ -42,3 +42,11 @@ class NotDJ(MusicError):
 
 class BadInput(MusicError):
     """Input that passed Discord's own validation but makes no sense here (bad index, time, ...)."""
+
+
+class TrackGone(MusicError):
+    """The node rejected a track's encoding (after an upgrade, a plugin change) and could not find it again."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(f"The audio server can no longer play **{title}**.")
+        self.title = title

@@ -11,7 +11,8 @@ from typing import Any
 import discord
 import wavelink
 
-from utils.errors import MusicError
+from utils.errors import MusicError, TrackGone
+from utils.formatting import truncate
 from utils.lavalink import lavalink_call
 from utils.snapshots import HISTORY_KEPT, GuildSnapshot
 from utils.tracklist import LoopMode
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 REQUESTER_KEY = "requester_id"
 DISCONNECT_TIMEOUT = 2.0
+FIND_AGAIN_TIMEOUT = 8.0
 
 
 def requester_id(track: wavelink.Playable | None) -> int | None:
@@ -115,9 +117,80 @@ class MusicPlayer(wavelink.Player):
         current, position, paused = self.current, self.position, self.paused
         await self._dispatch_voice_update()
         if current is not None:
-            await self.play(current, start=0 if current.is_stream else position, paused=paused, add_history=False)
+            await self.play_first_playable(current, start=0 if current.is_stream else position, paused=paused,
+                                           add_history=False)
         log.info("guild %s: player rebuilt on node %s (%s at %d ms)", self.guild and self.guild.id,
                  self.node.identifier, current.title if current else "nothing playing", position)
+
+    async def play(self, track: wavelink.Playable, **kwargs: Any) -> wavelink.Playable:
+        """wavelink's play(), plus: a track whose encoding the node rejects (400, as after a Lavalink upgrade or
+        a source plugin change) is looked up again by its URI and played from the same position; TrackGone
+        when it cannot be found again."""
+        try:
+            return await super().play(track, **kwargs)
+        except wavelink.LavalinkException as exc:
+            if exc.status != 400:
+                raise
+            log.info("guild %s: the node rejected the encoding of %s (%s); looking it up again",
+                     self.guild and self.guild.id, track.title, exc.error)
+        again = await self.find_again(track)
+        if again is None:
+            raise TrackGone(track.title)
+        return await super().play(again, **kwargs)
+
+    async def find_again(self, track: wavelink.Playable) -> wavelink.Playable | None:
+        """The same song, freshly loaded from the node by its URI (with its requester), or None."""
+        if not track.uri:
+            return None
+        try:
+            found = await lavalink_call(wavelink.Playable.search(track.uri), FIND_AGAIN_TIMEOUT)
+        except (MusicError, wavelink.LavalinkLoadException):
+            return None
+        tracks = list(found.tracks) if isinstance(found, wavelink.Playlist) else list(found)
+        if not tracks:
+            return None
+        again = next((t for t in tracks if t.identifier == track.identifier), tracks[0])
+        again.extras = dict(track.extras)
+        return again
+
+    async def play_first_playable(self, track: wavelink.Playable | None, *, gone: list[str] | None = None,
+                                  **kwargs: Any) -> wavelink.Playable | None:
+        """Play `track`, or else the next queued track the node can still play. Tracks that cannot be found
+        again are skipped, with one message for all of them (`gone`: titles already skipped). None when
+        nothing was playable."""
+        gone = list(gone or [])
+        try:
+            while track is not None:
+                try:
+                    return await self.play(track, **kwargs)
+                except TrackGone as exc:
+                    gone.append(exc.title)
+                    self.restored_note = None  # "resuming <that track>" would be wrong now
+                    kwargs.pop("start", None)  # the saved position belonged to the track that is gone
+                    track = self.queue.get() if self.queue else None
+            return None
+        finally:
+            if gone:
+                names = ", ".join(f"**{truncate(title, 60)}**" for title in gone[:5])
+                more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
+                await self.say(f"The audio server can no longer find {names}{more}; skipped.")
+
+    async def _auto_play_event(self, payload: wavelink.TrackEndEventPayload) -> None:
+        # wavelink plays the next queued track from a task of its own; a rejected encoding there would end that
+        # task with an unhandled exception and leave the bot silent in voice. Go on with a playable one instead.
+        try:
+            await super()._auto_play_event(payload)
+        except TrackGone as exc:
+            await self.play_first_playable(self.queue.get() if self.queue else None, gone=[exc.title])
+
+    async def say(self, text: str) -> None:
+        """A line in the player's home channel; never fails the caller."""
+        if self.home is None:
+            return
+        try:
+            await self.home.send(text)
+        except discord.HTTPException as exc:
+            log.info("guild %s: could not post in the home channel (%s)", self.guild and self.guild.id, exc.status)
 
     async def disconnect(self, **kwargs: Any) -> None:
         """Leave voice at once and drop the node's player within a bound.
@@ -201,14 +274,17 @@ class MusicPlayer(wavelink.Player):
             self.queue.history.put([wavelink.Playable(t) for t in snapshot.history])
         if snapshot.current is None:
             if self.queue:
-                await self.play(self.queue.get(), volume=snapshot.volume)
+                await self.play_first_playable(self.queue.get(), volume=snapshot.volume)
             return None
         track = wavelink.Playable(snapshot.current)
         start = 0 if track.is_stream else min(snapshot.position, max(0, track.length - 1000))
-        await self.play(track, start=start, volume=snapshot.volume, paused=snapshot.paused, add_history=False)
+        played = await self.play_first_playable(track, start=start, volume=snapshot.volume, paused=snapshot.paused,
+                                                add_history=False)
+        if played is None:
+            return None
         if snapshot.volume == 0:  # play(volume=0) falls back to the current volume in wavelink 3.5
             await self.set_volume(0)
-        return track
+        return played
 
     def note_progress(self, position: int) -> None:
         """Record a position reported by Lavalink; only a change counts as progress."""
