@@ -344,3 +344,18 @@ async def test_password_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "Authorization failed" in text
     assert secret not in text
+
+
+async def test_a_fleet_that_hit_an_unemulated_route_fails_at_teardown(tmp_path_factory) -> None:
+    from tests.e2e.fleet import running_fleet
+
+    with pytest.raises(AssertionError, match="/v4/routeplanner/free/all"):
+        async with running_fleet(tmp_path_factory, 0) as fleet:
+            raw = RawClient(fleet.lavalink)
+            try:
+                status, _ = await raw.rest("POST", "/v4/routeplanner/free/all")
+                assert status == 501
+            finally:
+                await raw.close()
+    async with running_fleet(tmp_path_factory, 0):
+        pass  # and one that did not passes
