@@ -275,6 +275,16 @@ class LavalinkEmulator:
                 found[guild_id] = player.snapshot()
         return found
 
+    @property
+    def stuck_threshold_ms(self) -> int:
+        """Lavalink's ``trackStuckThresholdMs``: how long a playing track makes no progress before
+        TrackStuckEvent (wall time; takes effect for tracks that get stuck afterwards)."""
+        return self.node.stuck_threshold_ms
+
+    @stuck_threshold_ms.setter
+    def stuck_threshold_ms(self, value: int) -> None:
+        self.node.stuck_threshold_ms = int(value)
+
     def set_speed(self, speed: float) -> None:
         self.node.set_speed(speed)
         self._notify()

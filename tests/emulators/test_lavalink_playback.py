@@ -186,7 +186,7 @@ async def test_explode_track(client: RawClient) -> None:
 
 async def test_stuck_track_reports_after_its_threshold_without_progress(client: RawClient) -> None:
     ll = client.ll
-    ll.node.stuck_threshold_ms = 1500
+    ll.stuck_threshold_ms = 1500
     await client.play(GUILD, "https://music.example/track/stuck-forever?length=60000")
     await ll.wait_for(lambda: ll.player(client.user_id, GUILD)["frozen"], timeout=3)  # 1 s of track at speed 10
     frozen_at = time.monotonic()
@@ -203,7 +203,7 @@ async def test_stuck_track_reports_after_its_threshold_without_progress(client: 
 
 async def test_stuck_wait_only_counts_while_playing(client: RawClient) -> None:
     ll = client.ll
-    ll.node.stuck_threshold_ms = 1000
+    ll.stuck_threshold_ms = 1000
     await client.play(GUILD, "https://music.example/track/stuck-paused?length=60000")
     await ll.wait_for(lambda: ll.player(client.user_id, GUILD)["frozen"], timeout=3)
     await client.patch(GUILD, {"paused": True}, no_replace=True)
