@@ -12,8 +12,11 @@ from sandbox.lavalink_codec import MISSING_SOURCE, EncodedTrack, TrackDecodeErro
 
 SOURCES = frozenset(SOURCE_MANAGERS)
 
-# From a real Lavalink 4 /v4/loadtracks answer (lavalink-devs/lavaplayer-fork issue #78), with its info.
-HARUHI = ("QAABFAMAe0dvZCBrbm93cy4uLiAnJ1RoZSBNZWxhbmNob2x5IG9mIEhhcnVoaSBTdXp1bWl5YScnIOOAkOa2vOWuruODj+ODq+ODkuOBruaGgumsseOAkUthZG9rYXdh5YWs6KqNTUFE44CQ776N776e772w7729IOa8lOWlj+OAkQALU09TIEJyaWdhZGUAAAAAAARJqAALV1dCMDFJdU12ekEAAQAraHR0cHM6Ly93d3cueW91dHViZS5jb20vd2F0Y2g/dj1XV0IwMUl1TXZ6QQEAMGh0dHBzOi8vaS55dGltZy5jb20vdmkvV1dCMDFJdU12ekEvbXFkZWZhdWx0LmpwZwAAB3lvdXR1YmUAAAAAAAAAAA==")  # noqa: E501
+# From a real Lavalink 4 /v4/loadtracks answer (Walkyst/lavaplayer-fork issue #78), with its info.
+HARUHI = ("QAABFAMAe0dvZCBrbm93cy4uLiAnJ1RoZSBNZWxhbmNob2x5IG9mIEhhcnVoaSBTdXp1bWl5YScnIOOAkOa2vOWuruODj+ODq+OD"
+          "kuOBruaGgumsseOAkUthZG9rYXdh5YWs6KqNTUFE44CQ776N776e772w7729IOa8lOWlj+OAkQALU09TIEJyaWdhZGUAAAAAAARJ"
+          "qAALV1dCMDFJdU12ekEAAQAraHR0cHM6Ly93d3cueW91dHViZS5jb20vd2F0Y2g/dj1XV0IwMUl1TXZ6QQEAMGh0dHBzOi8vaS55"
+          "dGltZy5jb20vdmkvV1dCMDFJdU12ekEvbXFkZWZhdWx0LmpwZwAAB3lvdXR1YmUAAAAAAAAAAA==")
 HARUHI_INFO = {
     "identifier": "WWB01IuMvzA", "isSeekable": True, "author": "SOS Brigade", "length": 281000, "isStream": False,
     "position": 0,
@@ -23,12 +26,13 @@ HARUHI_INFO = {
     "artworkUrl": "https://i.ytimg.com/vi/WWB01IuMvzA/mqdefault.jpg", "isrc": None,
 }
 # A version-2 message (no artworkUrl/isrc) from the @lavalink/encoding README, with its documented fields.
-CHICKEN_SOUP_V2 = ("QAAAkwIANFNrcmlsbGV4ICYgSGFic3RyYWt0IC0gQ2hpY2tlbiBTb3VwIFtPZmZpY2lhbCBBdWRpb10ABU9XU0xBAAAAAAADLIAACzIy"
-                   "TVdyV1BWX1FNAAEAK2h0dHBzOi8vd3d3LnlvdXR1YmUuY29tL3dhdGNoP3Y9MjJNV3JXUFZfUU0AB3lvdXR1YmUAAAAAAAAAAA==")
+CHICKEN_SOUP_V2 = ("QAAAkwIANFNrcmlsbGV4ICYgSGFic3RyYWt0IC0gQ2hpY2tlbiBTb3VwIFtPZmZpY2lhbCBBdWRpb10ABU9XU0xBAAAAAAAD"
+                   "LIAACzIyTVdyV1BWX1FNAAEAK2h0dHBzOi8vd3d3LnlvdXR1YmUuY29tL3dhdGNoP3Y9MjJNV3JXUFZfUU0AB3lvdXR1YmUA"
+                   "AAAAAAAAAA==")
 # Lavalink4NET's documentation example (a version-3 youtube track).
-RICK = ("QAAA2QMAPFJpY2sgQXN0bGV5IC0gTmV2ZXIgR29ubmEgR2l2ZSBZb3UgVXAgKE9mZmljaWFsIE11c2ljIFZpZGVvKQALUmljayBBc3RsZXkAAAAA"
-        "AANACAALZFF3NHc5V2dYY1EAAQAraHR0cHM6Ly93d3cueW91dHViZS5jb20vd2F0Y2g/dj1kUXc0dzlXZ1hjUQEANGh0dHBzOi8vaS55dGlt"
-        "Zy5jb20vdmkvZFF3NHc5V2dYY1EvbWF4cmVzZGVmYXVsdC5qcGcAAAd5b3V0dWJlAAAAAAAAAAA=")
+RICK = ("QAAA2QMAPFJpY2sgQXN0bGV5IC0gTmV2ZXIgR29ubmEgR2l2ZSBZb3UgVXAgKE9mZmljaWFsIE11c2ljIFZpZGVvKQALUmljayBB"
+        "c3RsZXkAAAAAAANACAALZFF3NHc5V2dYY1EAAQAraHR0cHM6Ly93d3cueW91dHViZS5jb20vd2F0Y2g/dj1kUXc0dzlXZ1hjUQEA"
+        "NGh0dHBzOi8vaS55dGltZy5jb20vdmkvZFF3NHc5V2dYY1EvbWF4cmVzZGVmYXVsdC5qcGcAAAd5b3V0dWJlAAAAAAAAAAA=")
 
 
 def test_real_v3_tracks_decode_and_re_encode_byte_for_byte() -> None:
