@@ -50,7 +50,8 @@ class LavalinkEmulator:
       timeout, players); ``client_ready`` turns True when the client fetched /v4/info after ``ready``, which is
       wavelink's last step before ``on_wavelink_node_ready`` (``connected`` alone races it);
       ``ll.player(user_id, guild_id)`` / ``ll.players_of(user_id)`` player snapshots (track info, identifier,
-      title, position computed now, paused, volume, filters, voice, connected, end_time, stuck);
+      title, position computed now, paused, volume, filters, voice, connected, end_time, frozen (a stuck-
+      track stopped advancing), stuck (and reported TrackStuckEvent));
       ``ll.events`` every op written to a websocket (a copy plus ``sent_at`` monotonic, ``session_id``,
       ``user_id``); ``ll.requests`` every HTTP request (method, path, query, json, status, user_id,
       session_id, time; status is None while unanswered); ``ll.unimplemented`` every authorised request
@@ -79,7 +80,8 @@ class LavalinkEmulator:
     found" until resumed; an undecodable track -> 500 (an uncaught exception in Lavalink); out-of-range
     volume is clamped, not rejected. Every response, the websocket handshake included, carries
     ``Lavalink-Api-Version: 4``. A ``stuck-`` track stops advancing and reports TrackStuckEvent only after
-    ``stuck_threshold_ms`` (Lavalink's ``trackStuckThresholdMs``, default 10 s) of node time without progress.
+    ``stuck_threshold_ms`` (Lavalink's ``trackStuckThresholdMs``, default 10 s) of wall time (not scaled by
+    ``speed``) without progress while playing; ``ll.stuck_threshold_ms`` can be changed at run time.
     """
 
     def __init__(
