@@ -15,21 +15,30 @@ tracks, with no I/O and no randomness. Conventions (see ``Catalogue.load``):
   TrackEndEvent ``loadFailed``); ``stuck-`` gets stuck after 1 s of track time (TrackStuckEvent).
 - Any other http(s) URL -> ``error`` "Connecting to the URL failed." (severity ``suspicious``), which is what
   lavaplayer's http source reports for a host it cannot reach; plain text without a known prefix -> ``empty``.
+
+``encoded`` is lavaplayer's binary track message (sandbox/lavalink_codec.py), so any genuine track decodes,
+also one this catalogue never produced; the emulator-only behaviour is read back from the identifier, uri
+or title (or from a registered custom track). ``Catalogue.upgrade()`` models a node upgrade after which
+tracks encoded before it no longer decode.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
-import json
 import logging
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from sandbox.lavalink_codec import MISSING_SOURCE, TRACK_INFO_VERSION, EncodedTrack, TrackDecodeError
+from sandbox.lavalink_codec import decode as decode_message
+from sandbox.lavalink_codec import encode as encode_message
+
+__all__ = ["Catalogue", "CatalogueTrack", "TrackDecodeError", "SOURCE_MANAGERS"]
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +48,11 @@ MUSIC_HOSTS = frozenset({"music.example", "www.music.example"})
 YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com"})
 SEARCH_PREFIXES = {"ytsearch:": "youtube", "ytmsearch:": "youtube", "scsearch:": "soundcloud"}
 BEHAVIOURS = ("normal", "explode", "stuck")
+#: The node's lavaplayer source managers (what /v4/info lists; a track of another source does not decode).
+SOURCE_MANAGERS = ("youtube", "soundcloud", "bandcamp", "twitch", "vimeo", "http", "local")
 DEFAULT_PLAYLIST_SIZE = 10
 MAX_PLAYLIST_SIZE = 1000
 SEARCH_RESULTS = 5
-_ENCODED_PREFIX = "QAAA"  # real lavaplayer blobs start like this (message flags + size)
 
 _SEARCH_SUFFIXES = ("(Official Audio)", "- Live", "(Lyric Video)", "(Remix)", "- Acoustic Version")
 _AUTHORS = (
@@ -58,10 +68,6 @@ _NOUNS = (
     "Harbor", "Echoes", "Highway", "Lanterns", "Orchard", "Signals", "Rivers", "Satellites", "Letters", "Gardens",
     "Mirrors", "Engines", "Horizons", "Streets", "Voices", "Tides",
 )
-
-
-class TrackDecodeError(ValueError):
-    """Raised when an ``encoded`` string is not one of ours."""
 
 
 def _digest(*parts: str) -> bytes:
@@ -124,10 +130,22 @@ class CatalogueTrack:
     isrc: str | None = None
     behaviour: str = "normal"
     plugin_info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    version: int = field(default=TRACK_INFO_VERSION, compare=False)  # the node's track message version
 
     @cached_property
     def encoded(self) -> str:
-        return encode_track(self)
+        """The track message at position 0 (what loadtracks returns)."""
+        return self.encode(0)
+
+    def encode(self, position: int = 0) -> str:
+        """lavaplayer's message; like Lavalink, a playing track's message carries its current position."""
+        if position == 0 and "encoded" in self.__dict__:
+            return self.__dict__["encoded"]
+        return encode_message(EncodedTrack(
+            self.title, self.author, self.length, self.identifier, self.is_stream, self.uri, self.artwork_url,
+            self.isrc, self.source_name, "mp3" if self.source_name in ("http", "local") else None,
+            int(position), self.version,
+        ))
 
     def info(self, position: int = 0) -> dict[str, Any]:
         return {
@@ -147,42 +165,11 @@ class CatalogueTrack:
     def to_payload(self, position: int = 0, user_data: dict[str, Any] | None = None) -> dict[str, Any]:
         """The Lavalink v4 Track object."""
         return {
-            "encoded": self.encoded,
+            "encoded": self.encode(position),
             "info": self.info(position),
             "pluginInfo": dict(self.plugin_info),
             "userData": dict(user_data or {}),
         }
-
-
-_ENCODE_KEYS = {
-    "identifier": "i", "title": "t", "author": "a", "length": "l", "uri": "u", "source_name": "s",
-    "is_stream": "st", "is_seekable": "sk", "artwork_url": "art", "isrc": "isrc", "behaviour": "b",
-}
-
-
-def encode_track(track: CatalogueTrack) -> str:
-    """Opaque, self-contained encoding: a ``QAAA`` prefix plus url-safe base64 of compact JSON."""
-    data = {short: getattr(track, name) for name, short in _ENCODE_KEYS.items()}
-    raw = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-    return _ENCODED_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_track(encoded: str) -> CatalogueTrack:
-    """Inverse of :func:`encode_track`; needs no server state. Raises :class:`TrackDecodeError`."""
-    if not isinstance(encoded, str) or not encoded.startswith(_ENCODED_PREFIX):
-        raise TrackDecodeError("not an encoded track")
-    body = encoded[len(_ENCODED_PREFIX):].strip().replace("+", "-").replace("/", "_").rstrip("=")
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        data = json.loads(raw)
-        kwargs = {name: data[short] for name, short in _ENCODE_KEYS.items()}
-    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise TrackDecodeError("not an encoded track") from exc
-    if not isinstance(kwargs["identifier"], str) or not isinstance(kwargs["length"], int):
-        raise TrackDecodeError("malformed track")
-    if kwargs["behaviour"] not in BEHAVIOURS:
-        raise TrackDecodeError("malformed track")
-    return CatalogueTrack(**kwargs)
 
 
 def load_result(load_type: str, data: Any) -> dict[str, Any]:
@@ -202,6 +189,44 @@ class Catalogue:
 
     def __init__(self) -> None:
         self._custom: dict[str, CatalogueTrack] = {}  # keyed by uri and by identifier
+        self.version = TRACK_INFO_VERSION  # bumped by upgrade()
+
+    # -- encoded tracks -------------------------------------------------------------------------------------
+
+    def upgrade(self) -> int:
+        """A node upgrade: from now on tracks are encoded with a newer message version and tracks encoded
+        before are rejected as lavaplayer rejects a track whose version or source it does not know.
+
+        (Real cases: a source manager replaced by a plugin, a lavaplayer fork that changed its source data.)
+        Returns the new version.
+        """
+        self.version += 1
+        log.info("Emulated Lavalink upgraded: track message version %s; older encodings no longer decode",
+                 self.version)
+        return self.version
+
+    def decode(self, encoded: str) -> tuple[CatalogueTrack, int]:
+        """The track in a lavaplayer message and the position it carries; raises :class:`TrackDecodeError`."""
+        if not isinstance(encoded, str):
+            raise TrackDecodeError("")
+        raw = decode_message(encoded, frozenset(SOURCE_MANAGERS))
+        if raw.version < self.version:
+            raise TrackDecodeError(MISSING_SOURCE)
+        custom = self._custom.get(raw.uri or "") or self._custom.get(raw.identifier)
+        track = CatalogueTrack(
+            identifier=raw.identifier, title=raw.title, author=raw.author, length=raw.length, uri=raw.uri,
+            source_name=raw.source_name, is_stream=raw.is_stream,
+            is_seekable=custom.is_seekable if custom else not raw.is_stream,
+            artwork_url=raw.artwork_url, isrc=raw.isrc,
+            behaviour=custom.behaviour if custom else _behaviour_of_info(raw),
+            version=self.version,
+        )
+        return track, raw.position
+
+    def _payload(self, track: CatalogueTrack) -> dict[str, Any]:
+        if track.version != self.version:
+            track = replace(track, version=self.version)
+        return track.to_payload()
 
     def add_track(
         self,
@@ -251,7 +276,7 @@ class Catalogue:
         """The loadtracks result (``{"loadType": ..., "data": ...}``) for ``identifier``."""
         ident = identifier.strip()
         if ident in self._custom:
-            return load_result("track", self._custom[ident].to_payload())
+            return load_result("track", self._payload(self._custom[ident]))
         for prefix, source in SEARCH_PREFIXES.items():
             if ident.casefold().startswith(prefix):
                 return self._search(prefix, source, ident[len(prefix):])
@@ -263,7 +288,7 @@ class Catalogue:
         """Convenience for tests: the single track ``identifier`` loads to, if it is a track."""
         result = self.load(identifier)
         if result["loadType"] == "track":
-            return decode_track(result["data"]["encoded"])
+            return self.decode(result["data"]["encoded"])[0]
         return None
 
     # -- searches -------------------------------------------------------------------------------------------
@@ -282,7 +307,7 @@ class Catalogue:
                 break
             author = _AUTHORS[(base + i * 5) % len(_AUTHORS)]  # step 5 is coprime with 16: distinct
             found.append(self._search_track(prefix, source, folded, i, f"{display} {suffix}", author, behaviour))
-        return load_result("search", [t.to_payload() for t in found[:SEARCH_RESULTS]])
+        return load_result("search", [self._payload(t) for t in found[:SEARCH_RESULTS]])
 
     @staticmethod
     def _search_track(
@@ -321,7 +346,7 @@ class Catalogue:
         if not slug:
             return empty_result()
         if kind == "track":
-            return load_result("track", self.music_track(slug, length=length, uri=url).to_payload())
+            return load_result("track", self._payload(self.music_track(slug, length=length, uri=url)))
         if kind == "playlist":
             return self._music_playlist(slug, query, length)
         if kind == "stream":
@@ -330,7 +355,7 @@ class Catalogue:
                 url, f"{name} (Live)", _author("stream", slug), STREAM_LENGTH, url, "http",
                 is_stream=True, is_seekable=False, behaviour=_behaviour_of(slug),
             )
-            return load_result("track", track.to_payload())
+            return load_result("track", self._payload(track))
         if kind == "broken":
             message = f"Track '{slug}' is unavailable."
             cause = f"com.sedmelluq.discord.lavaplayer.tools.FriendlyException: {message}"
@@ -354,7 +379,7 @@ class Catalogue:
         data = {
             "info": {"name": _title_from_slug(slug), "selectedTrack": -1},
             "pluginInfo": {},
-            "tracks": [t.to_payload() for t in tracks],
+            "tracks": [self._payload(t) for t in tracks],
         }
         return load_result("playlist", data)
 
@@ -375,7 +400,7 @@ class Catalogue:
             return empty_result()
         if not video:
             return empty_result()
-        return load_result("track", self.youtube_track(video, length=length).to_payload())
+        return load_result("track", self._payload(self.youtube_track(video, length=length)))
 
     def youtube_track(self, video: str, *, length: int | None = None) -> CatalogueTrack:
         """The generated track behind ``https://www.youtube.com/watch?v=<video>``."""
@@ -394,9 +419,22 @@ class Catalogue:
         data = {
             "info": {"name": _words("ytpl", list_id) + " Mix", "selectedTrack": -1},
             "pluginInfo": {},
-            "tracks": [t.to_payload() for t in tracks],
+            "tracks": [self._payload(t) for t in tracks],
         }
         return load_result("playlist", data)
+
+
+def _behaviour_of_info(raw: EncodedTrack) -> str:
+    """The emulator-only behaviour of a decoded track: from its identifier, the last segment of its uri
+    (a music.example slug) or its title (search results are titled after the search text)."""
+    names = [raw.identifier, raw.title]
+    if raw.uri:
+        names.append(urlsplit(raw.uri).path.rstrip("/").rpartition("/")[2])
+    for name in names:
+        behaviour = _behaviour_of(name)
+        if behaviour != "normal":
+            return behaviour
+    return "normal"
 
 
 def _non_negative_int(values: list[str] | None) -> int | None:

@@ -29,6 +29,13 @@ from sandbox.lavalink_websocket import RECORD, WEBSOCKET_PATH, Connection, Webso
 log = logging.getLogger(__name__)
 
 _SESSION_IN_PATH = re.compile(r"^/v4/sessions/([^/]+)")
+#: The answer to a route the emulator does not serve: 501 Not Implemented, which no Lavalink route uses.
+NOT_EMULATED = HTTPStatus.NOT_IMPLEMENTED.value
+
+
+async def _api_version_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Lavalink's ResponseHeaderFilter: on every response, the websocket handshake included."""
+    response.headers["Lavalink-Api-Version"] = "4"
 
 
 class LavalinkEmulator:
@@ -43,10 +50,14 @@ class LavalinkEmulator:
       timeout, players); ``client_ready`` turns True when the client fetched /v4/info after ``ready``, which is
       wavelink's last step before ``on_wavelink_node_ready`` (``connected`` alone races it);
       ``ll.player(user_id, guild_id)`` / ``ll.players_of(user_id)`` player snapshots (track info, identifier,
-      title, position computed now, paused, volume, filters, voice, connected, end_time, stuck);
+      title, position computed now, paused, volume, filters, voice, connected, end_time, frozen (a stuck-
+      track stopped advancing), stuck (and reported TrackStuckEvent));
       ``ll.events`` every op written to a websocket (a copy plus ``sent_at`` monotonic, ``session_id``,
       ``user_id``); ``ll.requests`` every HTTP request (method, path, query, json, status, user_id,
-      session_id, time; status is None while unanswered); ``ll.unknown_routes``.
+      session_id, time; status is None while unanswered); ``ll.unimplemented`` every authorised request
+      to a route or method the emulator does not serve (method, path, query). Those are answered 501 with
+      "sandbox: route not emulated", a status no real Lavalink route uses, and the test fixtures that own a
+      sandbox fail the test when this list is not empty (``unknown_routes`` is the same list).
 
     Waiting: ``await ll.wait_for(predicate, timeout)`` returns the predicate's first truthy value;
     ``await ll.wait_for_event("TrackStartEvent", user_id=..., guild_id=..., start=index)`` returns the first
@@ -60,10 +71,17 @@ class LavalinkEmulator:
     port after ``downtime`` s (``await wait_until_up()``; ``running`` is False meanwhile);
     ``await drop_connections()`` aborts the websocket TCP connections without a close frame (resumable
     sessions survive); ``await close_websocket(user_id, code=1000)`` closes one client's socket with a frame.
+    ``upgrade()`` (or ``restart(..., upgrade=True)``, the upgrade happening while the node is down) moves the
+    node to a newer track encoding: tracks encoded before no longer decode (500 "Failed to decode track due
+    to a mismatching version or missing source manager"), a new loadtracks gives tracks that play.
 
     Rough edges kept on purpose (Lavalink 4.0.x does the same): REST without ``Authorization`` -> 401, with a
     wrong one -> 403, both with an empty body; a disconnected resumable session answers 404 "Session not
-    found" until resumed; an undecodable track -> 500; out-of-range volume is clamped, not rejected.
+    found" until resumed; an undecodable track -> 500 (an uncaught exception in Lavalink); out-of-range
+    volume is clamped, not rejected. Every response, the websocket handshake included, carries
+    ``Lavalink-Api-Version: 4``. A ``stuck-`` track stops advancing and reports TrackStuckEvent only after
+    ``stuck_threshold_ms`` (Lavalink's ``trackStuckThresholdMs``, default 10 s) of wall time (not scaled by
+    ``speed``) without progress while playing; ``ll.stuck_threshold_ms`` can be changed at run time.
     """
 
     def __init__(
@@ -76,6 +94,7 @@ class LavalinkEmulator:
         stats_interval: float = 60.0,
         *,
         cleanup_threshold: float = 60.0,
+        stuck_threshold_ms: int = 10_000,
         catalogue: Catalogue | None = None,
     ) -> None:
         self.host = host
@@ -83,14 +102,16 @@ class LavalinkEmulator:
         self._password = password
         self.catalogue = catalogue or Catalogue()
         self.node = NodeState(speed=speed, player_update_interval=player_update_interval,
-                              stats_interval=stats_interval, cleanup_threshold=cleanup_threshold)
+                              stats_interval=stats_interval, cleanup_threshold=cleanup_threshold,
+                              stuck_threshold_ms=stuck_threshold_ms)
         self._rest = RestApi(self.node, self.catalogue)
         self._runner: web.AppRunner | None = None
         self._restarting: asyncio.Task[None] | None = None
         self._port: int | None = None
         self.events: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
-        self.unknown_routes: list[dict[str, Any]] = []
+        self.unimplemented: list[dict[str, Any]] = []
+        self.unknown_routes = self.unimplemented  # the older name
         self.faults = FaultPlan()
         self._changed = asyncio.Event()
         self._websocket = WebsocketEndpoint(self.node, password, self.events, self._notify)
@@ -137,6 +158,7 @@ class LavalinkEmulator:
 
     async def _listen(self, port: int) -> None:
         app = web.Application(middlewares=[self._middleware])
+        app.on_response_prepare.append(_api_version_header)
         self._rest.add_routes(app)
         app.router.add_get(WEBSOCKET_PATH, self._websocket.handle)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
@@ -163,15 +185,18 @@ class LavalinkEmulator:
         self._notify()
         log.info("Emulated Lavalink on port %s stopped", self._port)
 
-    async def restart(self, downtime: float = 1.0, *, wait: bool = False) -> None:
+    async def restart(self, downtime: float = 1.0, *, wait: bool = False, upgrade: bool = False) -> None:
         """Like a node restart: 1001 close frames, every session and player lost, port closed for ``downtime`` s.
 
         Returns once the node is down (the port is closed); it listens again on the same port in the
         background. ``wait=True`` returns only when it is back up; ``await wait_until_up()`` does the same later.
+        ``upgrade=True``: the node comes back upgraded (see ``upgrade()``).
         """
         port = self.port
         await self._cancel_restart()
         await self._shutdown(WSCloseCode.GOING_AWAY)
+        if upgrade:
+            self.upgrade()
         self._restarting = asyncio.create_task(self._come_back(port, downtime), name="lavalink-restart")
         if wait:
             await self.wait_until_up(timeout=downtime + 10.0)
@@ -252,6 +277,16 @@ class LavalinkEmulator:
                 found[guild_id] = player.snapshot()
         return found
 
+    @property
+    def stuck_threshold_ms(self) -> int:
+        """Lavalink's ``trackStuckThresholdMs``: how long a playing track makes no progress before
+        TrackStuckEvent (wall time; takes effect for tracks that get stuck afterwards)."""
+        return self.node.stuck_threshold_ms
+
+    @stuck_threshold_ms.setter
+    def stuck_threshold_ms(self, value: int) -> None:
+        self.node.stuck_threshold_ms = int(value)
+
     def set_speed(self, speed: float) -> None:
         self.node.set_speed(speed)
         self._notify()
@@ -327,6 +362,13 @@ class LavalinkEmulator:
 
     # -- control API: faults --------------------------------------------------------------------------------
 
+    def upgrade(self) -> int:
+        """From now on, tracks encoded before are rejected and new ones are encoded differently (returns the
+        new track message version). Combine with a restart: ``restart(downtime, upgrade=True)``."""
+        version = self.catalogue.upgrade()
+        self._notify()
+        return version
+
     def set_latency(self, seconds: float, path_pattern: str | None = None) -> None:
         """Delay answers to matching requests (all when None); 0 clears (``set_latency(0)``: every rule)."""
         self.faults.set_latency(seconds, path_pattern)
@@ -392,11 +434,11 @@ class LavalinkEmulator:
                 return denied
         route_error = request.match_info.http_exception
         if route_error is not None:
-            if route_error.status == 404:
-                log.warning("Unknown route %s %s", request.method, path)
-                self.unknown_routes.append({"method": request.method, "path": path, "query": dict(request.query)})
-                return error_response(404, f"No static resource {path.lstrip('/')}.", request)
-            return error_response(route_error.status, route_error.reason, request)
+            # 404 and 405 alike: a route (or method) the emulator does not serve. A real node might serve it,
+            # so answer what no real route answers and make the test that hit it fail (see ``unimplemented``).
+            log.warning("Unimplemented route %s %s (emulator answered %s)", request.method, path, NOT_EMULATED)
+            self.unimplemented.append({"method": request.method, "path": path, "query": dict(request.query)})
+            return error_response(NOT_EMULATED, f"sandbox: route not emulated: {request.method} {path}", request)
         try:
             return await handler(request)
         except ApiError as exc:

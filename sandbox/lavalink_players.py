@@ -15,6 +15,9 @@ Semantics follow Lavalink 4.0.x / lavaplayer (checked against their source):
   (lavaplayer's destroy() is stopTrack()); a track started without a voice connection never advances and is
   cleaned up after ``cleanup_threshold`` seconds (TrackEndEvent ``cleanup``), as lavaplayer does for players
   nobody pulls audio from.
+- a ``stuck-`` track stops advancing at 1 s of track time and reports TrackStuckEvent (``thresholdMs``) only
+  once it has made no progress for ``stuck_threshold_ms`` of wall time while playing (lavaplayer's
+  trackStuckThreshold; pausing or losing voice restarts the wait).
 - seeking a non-seekable track is silently ignored (lavaplayer) and answered 200; seeking past the end
   finishes the track; volume is clamped to 0..1000 (lavaplayer), not rejected.
 - while a resumable session is disconnected its events are queued (playerUpdates are skipped) and replayed
@@ -36,8 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STUCK_AFTER_MS = 1000
-STUCK_THRESHOLD_MS = 10_000
+STUCK_AFTER_MS = 1000  # track time at which a stuck- track stops advancing
 VOICE_PING_MS = 20
 
 
@@ -59,7 +61,8 @@ class Player:
         self.filters: dict[str, Any] = {}
         self.voice: dict[str, str] | None = None
         self.end_time: int | None = None
-        self.stuck = False
+        self.frozen = False  # a stuck- track that stopped advancing
+        self.stuck = False  # ... and reported TrackStuckEvent
         self._base_pos = 0.0
         self._base_at = self.node.clock()
         self._deadline: asyncio.TimerHandle | None = None
@@ -79,7 +82,11 @@ class Player:
         return self.node.speed * factor
 
     def advancing(self) -> bool:
-        return self.track is not None and not self.paused and self.connected and not self.stuck
+        return self.playing() and not self.frozen
+
+    def playing(self) -> bool:
+        """Has a track and asks for audio (lavaplayer's frame provider is being polled)."""
+        return self.track is not None and not self.paused and self.connected
 
     def limit(self) -> float:
         if self.track is None:
@@ -106,6 +113,12 @@ class Player:
 
     def _arm(self) -> None:
         """(Re)schedule the timer for the next point where something happens."""
+        if self.frozen:  # the wait for the stuck report runs on while the player keeps asking for audio
+            if not self.playing() or self.stuck:
+                self._cancel(deadline=True)
+            elif self._deadline is None:
+                self._deadline = self.node.loop.call_later(self.node.stuck_threshold_ms / 1000.0, self._report_stuck)
+            return
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -125,18 +138,26 @@ class Player:
         if self.track is None:
             return
         pos = self._raw_position()
-        if self.track.behaviour == "stuck" and not self.stuck and pos >= STUCK_AFTER_MS - 1:
+        if self.track.behaviour == "stuck" and not self.frozen and pos >= STUCK_AFTER_MS - 1:
             self._rebase()
             self._base_pos = float(STUCK_AFTER_MS)  # deterministic freeze point, whatever the timer lateness
-            self.stuck = True
-            log.warning("%s got stuck! Threshold surpassed: %s", self.track.title, STUCK_THRESHOLD_MS)
-            self._emit_event("TrackStuckEvent", self.track, thresholdMs=STUCK_THRESHOLD_MS)
-            self.send_update()
+            self.frozen = True
+            self._arm()  # the stuck report, after the threshold
             return
         if pos >= self.limit() - 1:
             self._end("finished")
             return
         self._arm()
+
+    def _report_stuck(self) -> None:
+        self._deadline = None
+        if self.track is None or not self.frozen or not self.playing():
+            return
+        self.stuck = True
+        threshold = self.node.stuck_threshold_ms
+        log.warning("%s got stuck! Threshold surpassed: %s", self.track.title, threshold)
+        self._emit_event("TrackStuckEvent", self.track, thresholdMs=threshold)
+        self.send_update()
 
     # -- wire payloads --------------------------------------------------------------------------------------
 
@@ -188,6 +209,7 @@ class Player:
             "voice": dict(self.voice) if self.voice else None,
             "connected": self.connected,
             "end_time": self.end_time,
+            "frozen": self.frozen,
             "stuck": self.stuck,
         }
 
@@ -259,7 +281,7 @@ class Player:
         self.track = track
         self.user_data = dict(user_data or {})
         self.end_time = end_time
-        self.stuck = False
+        self.frozen = self.stuck = False
         self._base_pos = float(max(0, position or 0))
         self._base_at = self.node.clock()
         self._emit_event("TrackStartEvent", track)
@@ -296,7 +318,7 @@ class Player:
         self._rebase()
         self._cancel(deadline=True, cleanup=True, updates=True)
         self.track = None
-        self.stuck = False
+        self.frozen = self.stuck = False
         self.end_time = None
         self._base_pos = 0.0
         self._emit_event("TrackEndEvent", track, position=position, reason=reason)

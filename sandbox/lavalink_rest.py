@@ -2,6 +2,10 @@
 
 Validation and error answers mirror Lavalink 4.0.x's handlers (PlayerRestHandler, AudioLoaderRestHandler):
 errors use Lavalink's body ``{timestamp, status, error, message, path}`` (plus ``trace`` with ``?trace=true``).
+Encoded tracks are decoded as lavaplayer does (sandbox/lavalink_codec.py); a track that does not decode is
+what Lavalink's util.kt decodeTrack() throws for it (IllegalState/IllegalArgument/EOF exceptions), which no
+handler catches, so Spring answers 500 with the exception's message, for /v4/decodetrack(s) and for a PATCH
+playing it alike. A PATCH playing an ``identifier`` that fails to load is 400 with lavaplayer's message.
 Authentication, fault injection and request recording live in the server's middleware (sandbox/lavalink.py).
 """
 
@@ -15,18 +19,19 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.catalogue import Catalogue, CatalogueTrack, TrackDecodeError, decode_track
+from sandbox.catalogue import SOURCE_MANAGERS, Catalogue, CatalogueTrack, TrackDecodeError
+from sandbox.lavalink_filters import FILTER_NAMES, FilterError, parse_filters
 from sandbox.lavalink_players import Player, unix_ms
 from sandbox.lavalink_sessions import NodeState, Session
 
 log = logging.getLogger(__name__)
 
 LAVALINK_VERSION = "4.0.8"
-DECODE_FAILURE = "Failed to decode track due to a mismatching version or missing source manager"
 BAD_BODY = "Failed to read request"
-SOURCE_MANAGERS = ["youtube", "soundcloud", "bandcamp", "twitch", "vimeo", "http", "local"]
-FILTERS = ["volume", "equalizer", "karaoke", "timescale", "tremolo", "vibrato", "distortion", "rotation",
-           "channelMix", "lowPass"]
+#: What Spring answers for an exception no handler catches (e.g. a track that does not decode).
+UNCAUGHT_STATUS = 500
+#: Spring Boot's message for an exception without one (Java's EOFException from a truncated track).
+NO_MESSAGE = "No message available"
 _MISSING: Any = object()
 
 
@@ -65,7 +70,7 @@ def info_payload() -> dict[str, Any]:
         "jvm": "17.0.11",
         "lavaplayer": "2.2.1",
         "sourceManagers": list(SOURCE_MANAGERS),
-        "filters": list(FILTERS),
+        "filters": list(FILTER_NAMES),
         "plugins": [],
     }
 
@@ -112,6 +117,11 @@ def parse_player_update(body: Any) -> PlayerUpdate:
         paused=_typed(body, "paused", (bool,)),
         filters=_typed(body, "filters", (dict,)),
     )
+    if update.filters is not _MISSING:
+        try:
+            update.filters = parse_filters(update.filters)
+        except FilterError:
+            raise ApiError(400, BAD_BODY) from None
     voice = _typed(body, "voice", (dict,))
     if voice is not _MISSING:
         fields = {k: voice.get(k) for k in ("token", "endpoint", "sessionId")}
@@ -140,12 +150,18 @@ def parse_player_update(body: Any) -> PlayerUpdate:
     return update
 
 
-def _decode(encoded: str) -> CatalogueTrack:
+def _decode(catalogue: Catalogue, encoded: str) -> tuple[CatalogueTrack, int]:
     try:
-        return decode_track(encoded)
-    except TrackDecodeError:
-        # lavaplayer/Base64 throw IllegalState/IllegalArgument here, which Spring answers with a 500.
-        raise ApiError(500, DECODE_FAILURE) from None
+        return catalogue.decode(encoded)
+    except TrackDecodeError as exc:
+        log.error("Failed to decode track: %s", str(exc) or "EOFException")
+        raise ApiError(UNCAUGHT_STATUS, str(exc) or NO_MESSAGE) from None
+
+
+def _decoded_payload(catalogue: Catalogue, encoded: str) -> dict[str, Any]:
+    """Lavalink's decodeTrack(...).toTrack(encoded): the given string, the info with its position."""
+    track, position = _decode(catalogue, encoded)
+    return {**track.to_payload(position), "encoded": encoded}
 
 
 def _guild_id(request: web.Request) -> int:
@@ -221,7 +237,7 @@ class RestApi:
         encoded = request.query.get("encodedTrack") or request.query.get("track")
         if not encoded:
             raise ApiError(400, "No track to decode provided")
-        return json_response(_decode(encoded).to_payload())
+        return json_response(_decoded_payload(self.catalogue, encoded))
 
     async def decode_tracks(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -229,7 +245,7 @@ class RestApi:
             raise ApiError(400, BAD_BODY)
         if not body:
             raise ApiError(400, "No tracks to decode provided")
-        return json_response([_decode(item).to_payload() for item in body])
+        return json_response([_decoded_payload(self.catalogue, item) for item in body])
 
     async def patch_session(self, request: web.Request) -> web.Response:
         session = self._session(request)
@@ -292,8 +308,9 @@ class RestApi:
             log.info("Skipping play request because of noReplace")
             return
         paused = update.paused if update.paused is not _MISSING else False
+        start = 0  # lavaplayer starts a decoded track at the position its message carries
         if update.encoded is not _MISSING:
-            track = None if update.encoded is None else _decode(update.encoded)
+            track, start = (None, 0) if update.encoded is None else _decode(self.catalogue, update.encoded)
         else:
             track = self._load_for_play(update.identifier)
         if track is None:
@@ -302,7 +319,7 @@ class RestApi:
             return
         player.play(
             track,
-            position=None if update.position is _MISSING else update.position,
+            position=start if update.position is _MISSING else update.position,
             end_time=None if update.end_time is _MISSING else update.end_time,
             paused=paused,
             user_data=None if update.user_data is _MISSING else update.user_data,
@@ -312,9 +329,10 @@ class RestApi:
         result = self.catalogue.load(identifier)
         load_type = result["loadType"]
         if load_type == "track":
-            return decode_track(result["data"]["encoded"])
+            return self.catalogue.decode(result["data"]["encoded"])[0]
         if load_type in ("playlist", "search"):
             raise ApiError(400, "Cannot play a playlist or search result")
         if load_type == "empty":
             raise ApiError(400, "No matches found for identifier")
-        raise ApiError(500, result["data"]["message"])
+        # PlayerRestHandler turns the loader's FriendlyException into a 400 with its message.
+        raise ApiError(400, result["data"]["message"])

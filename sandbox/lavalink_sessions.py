@@ -148,9 +148,11 @@ class NodeState:
         player_update_interval: float = 1.0,
         stats_interval: float = 60.0,
         cleanup_threshold: float = 60.0,
+        stuck_threshold_ms: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.speed = speed
+        self.stuck_threshold_ms = stuck_threshold_ms
         self.player_update_interval = player_update_interval
         self.stats_interval = stats_interval
         self.cleanup_threshold = cleanup_threshold

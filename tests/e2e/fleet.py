@@ -58,6 +58,8 @@ async def running_fleet(tmp_path_factory, count: int, *, sandbox_options: dict[s
             yield fleet
         finally:
             await fleet.stop()
+        # A route the Lavalink emulator does not serve fails the module that hit it (issue 10).
+        assert not sandbox.lavalink.unimplemented, f"Lavalink routes not emulated: {sandbox.lavalink.unimplemented}"
 
 
 async def start_fleet(sandbox: Sandbox, count: int, log_dir: Path, **env: str) -> Fleet:

@@ -24,6 +24,9 @@ def track_url(slug: str, length: int = 600_000) -> str:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet(tmp_path_factory):
     async with running_fleet(tmp_path_factory, 2, MAX_QUEUE="30", IDLE_TIMEOUT="10", ALONE_TIMEOUT="5") as fleet:
+        # Lavalink's trackStuckThresholdMs, set below the bot's own 10 s stall watchdog so that a stuck
+        # track is reported by the node's event, not by whichever of the two comes first.
+        fleet.lavalink.stuck_threshold_ms = 3000
         yield fleet
 
 

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sandbox.lavalink import LavalinkEmulator
+from sandbox.lavalink_codec import MISSING_SOURCE
 from tests.emulators.lavalink_client import RawClient
+from tests.emulators.test_lavalink_codec import HARUHI, HARUHI_INFO
 
 pytestmark = pytest.mark.timeout(60)
 ERROR_KEYS = {"timestamp", "status", "error", "message", "path"}
@@ -39,7 +41,7 @@ async def test_rest_auth_missing_is_401_and_wrong_is_403(ll: LavalinkEmulator) -
         assert (status, body) == (401, "")
         status, _ = await raw.rest("GET", "/v4/nonexistent")
         assert status == 403  # auth is checked before routing
-        assert ll.unknown_routes == []
+        assert ll.unimplemented == []
     finally:
         await raw.close()
 
@@ -79,7 +81,9 @@ async def test_decodetrack_and_decodetracks(client: RawClient) -> None:
     status, body = await client.rest("POST", "/v4/decodetracks", json=[one["encoded"], two["encoded"]])
     assert (status, body) == (200, [one, two])
     status, body = await client.rest("GET", "/v4/decodetrack", params={"encodedTrack": "not-a-track"})
+    # Lavalink's decodeTrack throws (here Base64's IllegalArgumentException) and no handler catches it.
     assert status == 500 and set(body) == ERROR_KEYS and body["path"] == "/v4/decodetrack"
+    assert body["message"] == "Illegal base64 character 2d" and body["error"] == "Internal Server Error"
     status, body = await client.rest("GET", "/v4/decodetrack")
     assert status == 400 and body["message"] == "No track to decode provided"
     status, body = await client.rest("POST", "/v4/decodetracks", json=[])
@@ -157,14 +161,119 @@ async def test_volume_is_clamped_like_lavaplayer(client: RawClient) -> None:
     assert (await client.patch(1, {"volume": 1000}))[1]["volume"] == 1000
 
 
-async def test_unknown_route_is_404_recorded_and_logged(client: RawClient, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unimplemented_routes_are_501_recorded_and_logged(client: RawClient,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="sandbox.lavalink"):
-        status, body = await client.rest("GET", "/v4/teapot", params={"x": "1"})
-    assert status == 404 and set(body) == ERROR_KEYS and body["path"] == "/v4/teapot"
-    assert client.ll.unknown_routes == [{"method": "GET", "path": "/v4/teapot", "query": {"x": "1"}}]
-    assert any("/v4/teapot" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    status, body = await client.rest("POST", "/v4/info")
-    assert status == 405 and set(body) == ERROR_KEYS
+        status, body = await client.rest("GET", "/v4/routeplanner/status", params={"x": "1"})
+        status_405, body_405 = await client.rest("POST", "/v4/info")
+    # Not a plausible "not found": a status no Lavalink route answers, so a client cannot take it for one.
+    assert status == 501 and set(body) == ERROR_KEYS and body["path"] == "/v4/routeplanner/status"
+    assert body["message"] == "sandbox: route not emulated: GET /v4/routeplanner/status"
+    assert status_405 == 501 and body_405["message"] == "sandbox: route not emulated: POST /v4/info"
+    assert client.ll.unimplemented == [{"method": "GET", "path": "/v4/routeplanner/status", "query": {"x": "1"}},
+                                       {"method": "POST", "path": "/v4/info", "query": {}}]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("GET /v4/routeplanner/status" in w for w in warnings)
+    assert any("POST /v4/info" in w for w in warnings)
+
+
+async def test_every_response_carries_the_api_version_header(ll: LavalinkEmulator, client: RawClient) -> None:
+    async def header(method: str, path: str, **kwargs) -> str | None:
+        async with client.http.request(method, f"{ll.uri}{path}", **kwargs) as resp:
+            return resp.headers.get("Lavalink-Api-Version")
+
+    assert await header("GET", "/v4/info", headers=client.headers) == "4"
+    assert await header("GET", "/version", headers=client.headers) == "4"
+    assert await header("GET", "/v4/info") == "4"  # 401
+    assert await header("GET", "/v4/decodetrack", params={"encodedTrack": "x"}, headers=client.headers) == "4"
+    assert await header("DELETE", f"/v4/sessions/{client.session_id}/players/5", headers=client.headers) == "4"
+    assert client.ws is not None and client.ws._response.headers.get("Lavalink-Api-Version") == "4"
+    ll.fail_next("/v4/stats", status=503)
+    assert await header("GET", "/v4/stats", headers=client.headers) == "4"
+    await header("GET", "/v4/nothing-here", headers=client.headers)
+    ll.unimplemented.clear()  # hit on purpose
+
+
+async def test_decodes_a_track_the_catalogue_never_made(client: RawClient) -> None:
+    status, body = await client.rest("GET", "/v4/decodetrack", params={"encodedTrack": HARUHI})
+    assert status == 200, body
+    assert body == {"encoded": HARUHI, "info": HARUHI_INFO, "pluginInfo": {}, "userData": {}}
+    await client.voice(3000)
+    status, player = await client.patch(3000, {"track": {"encoded": HARUHI}})
+    assert status == 200 and player["track"]["info"]["title"] == HARUHI_INFO["title"]
+
+
+async def test_a_track_carries_its_position_and_starts_there(client: RawClient) -> None:
+    await client.voice(3000)
+    await client.play(3000, "https://music.example/track/long?length=600000", position=42_000)
+    status, player = await client.rest("GET", f"/v4/sessions/{client.session_id}/players/3000")
+    at_42 = player["track"]["encoded"]
+    status, decoded = await client.rest("GET", "/v4/decodetrack", params={"encodedTrack": at_42})
+    assert decoded["info"]["position"] >= 42_000
+    status, player = await client.patch(3001, {"track": {"encoded": at_42}})  # no "position": lavaplayer's
+    assert status == 200 and player["track"]["info"]["position"] >= 42_000
+
+
+@pytest.mark.parametrize("encoded, message", [
+    ("QAAApwMAC0V4cGxv", "No message available"),  # truncated: EOFException
+    ("QAAA AAA", "Illegal base64 character 20"),
+])
+async def test_playing_a_broken_track_fails_like_lavalink(client: RawClient, encoded: str, message: str) -> None:
+    status, body = await client.patch(1, {"track": {"encoded": encoded}})
+    assert status == 500 and set(body) == ERROR_KEYS and body["message"] == message
+    assert client.ll.player(client.user_id, 1)["track"] is None
+
+
+async def test_playing_an_identifier_that_fails_to_load_is_400(client: RawClient) -> None:
+    status, body = await client.patch(1, {"track": {"identifier": "https://music.example/broken/bad"}})
+    assert status == 400 and set(body) == ERROR_KEYS
+    assert body["message"] == "Track 'bad' is unavailable."
+    status, body = await client.patch(1, {"track": {"identifier": "https://elsewhere.example/x.mp3"}})
+    assert status == 400 and body["message"] == "Connecting to the URL failed."
+
+
+async def test_upgrade_rejects_tracks_encoded_before(client: RawClient) -> None:
+    url = "https://music.example/track/before-upgrade"
+    old = await client.track(url)
+    await client.voice(1)
+    client.ll.upgrade()
+    status, body = await client.patch(1, {"track": {"encoded": old["encoded"]}})
+    assert status == 500 and body["message"] == MISSING_SOURCE
+    status, body = await client.rest("POST", "/v4/decodetracks", json=[old["encoded"]])
+    assert status == 500 and body["message"] == MISSING_SOURCE
+    new = await client.track(url)
+    assert new["encoded"] != old["encoded"] and new["info"] == old["info"]
+    status, player = await client.patch(1, {"track": {"encoded": new["encoded"]}})
+    assert status == 200 and player["track"]["info"]["uri"] == url
+
+
+async def test_upgrade_during_a_restart(ll: LavalinkEmulator) -> None:
+    raw = RawClient(ll)
+    try:
+        await raw.connect()
+        old = await raw.track("https://music.example/track/song")
+        await ll.restart(0.2, upgrade=True, wait=True)
+        await raw.connect()  # the old session is gone, as after any restart
+        await raw.voice(1)
+        status, body = await raw.patch(1, {"track": {"encoded": old["encoded"]}})
+        assert status == 500 and body["message"] == MISSING_SOURCE
+        await raw.play(1, "https://music.example/track/song")
+    finally:
+        await raw.close()
+
+
+async def test_unknown_filter_keys_are_dropped_and_fields_filled(client: RawClient) -> None:
+    filters = {"timescale": {"speed": 1.5, "bogus": 1}, "echo": {"delay": 1}, "karaoke": None,
+               "pluginFilters": {"not-installed": {"x": 1}}, "volume": 0.5,
+               "equalizer": [{"band": 0, "gain": 0.2}, {"band": 1}]}
+    status, player = await client.patch(1, {"filters": filters}, no_replace=True)
+    assert status == 200
+    expected = {"timescale": {"speed": 1.5, "pitch": 1.0, "rate": 1.0}, "volume": 0.5,
+                "equalizer": [{"band": 0, "gain": 0.2}, {"band": 1, "gain": 1.0}]}
+    assert player["filters"] == expected
+    assert client.ll.player(client.user_id, 1)["filters"] == expected
+    status, body = await client.patch(1, {"filters": {"timescale": {"speed": "fast"}}}, no_replace=True)
+    assert status == 400 and body["message"] == "Failed to read request"
 
 
 async def test_requests_are_recorded(client: RawClient) -> None:
@@ -235,3 +344,18 @@ async def test_password_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "Authorization failed" in text
     assert secret not in text
+
+
+async def test_a_fleet_that_hit_an_unemulated_route_fails_at_teardown(tmp_path_factory) -> None:
+    from tests.e2e.fleet import running_fleet
+
+    with pytest.raises(AssertionError, match="/v4/routeplanner/free/all"):
+        async with running_fleet(tmp_path_factory, 0) as fleet:
+            raw = RawClient(fleet.lavalink)
+            try:
+                status, _ = await raw.rest("POST", "/v4/routeplanner/free/all")
+                assert status == 501
+            finally:
+                await raw.close()
+    async with running_fleet(tmp_path_factory, 0):
+        pass  # and one that did not passes
