@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 REQUESTER_KEY = "requester_id"
 DISCONNECT_TIMEOUT = 2.0
 FIND_AGAIN_TIMEOUT = 8.0
+REJECTED_TRACK_STATUSES = (400, 500)
 
 
 def requester_id(track: wavelink.Playable | None) -> int | None:
@@ -123,13 +124,17 @@ class MusicPlayer(wavelink.Player):
                  self.node.identifier, current.title if current else "nothing playing", position)
 
     async def play(self, track: wavelink.Playable, **kwargs: Any) -> wavelink.Playable:
-        """wavelink's play(), plus: a track whose encoding the node rejects (400, as after a Lavalink upgrade or
-        a source plugin change) is looked up again by its URI and played from the same position; TrackGone
-        when it cannot be found again."""
+        """wavelink's play(), plus: a track whose encoding the node rejects (after a Lavalink upgrade or a source
+        plugin change) is looked up again by its URI and played from the same position; TrackGone when it
+        cannot be found again.
+
+        Lavalink answers an undecodable track with 500 ("Failed to decode track due to a mismatching version
+        or missing source manager": its decoder throws, uncaught) or 400 (a malformed request); wavelink's
+        exception keeps neither the message nor the cause, so both statuses get one lookup."""
         try:
             return await super().play(track, **kwargs)
         except wavelink.LavalinkException as exc:
-            if exc.status != 400:
+            if exc.status not in REJECTED_TRACK_STATUSES:
                 raise
             log.info("guild %s: the node rejected the encoding of %s (%s); looking it up again",
                      self.guild and self.guild.id, track.title, exc.error)

@@ -255,23 +255,25 @@ async def test_sigterm_keeps_the_snapshot_so_a_deploy_resumes(sandbox, tmp_path,
     assert "After Deploy" in queue
 
 
-@pytest.mark.xfail(strict=True, reason="bot bug for the lead: restore replays the snapshot's encoded tracks, which "
-                                       "an upgraded node rejects (500 'Failed to decode track'); it should reload "
-                                       "them by uri/identifier when the node cannot decode them (issue 10)")
 async def test_deploy_during_a_node_upgrade_resumes_with_fresh_encodings(sandbox, tmp_path, run_bot):
     app, scene, state, env, bot = await one_bot(sandbox, tmp_path, run_bot)
     await scene.cmd(1, "alice", "play", query=track_url("upgrade-song"))
     await scene.cmd(1, "alice", "play", query=track_url("after-upgrade"))
     await wait_snapshot(state, 1, scene.guild_id, lambda d: d["current"] is not None and d["queue"])
+    await scene.wait_player(1, lambda p: p["position"] >= 1500)
 
     # A deploy: the node restarts as a newer version while the bot restarts; the snapshot holds tracks encoded
     # by the old node, which the new one no longer decodes.
     await sandbox.lavalink.restart(2.0, upgrade=True)
     bot.send_signal(signal.SIGTERM)
     assert await bot.wait() == 0
+    since = len(sandbox.lavalink.requests)
     await run_bot(1, env)
     player = await scene.wait_track(1, "upgrade-song", timeout=20)
     assert player["paused"] is False
+    assert restart_position(sandbox, app, scene.guild_id, since) >= 1500  # resumed where it was, not from 0
+    await scene.wait_message("Back after a restart - resuming **Upgrade Song**", timeout=10)
+    assert not [m for m in sandbox.discord.messages(scene.world.text_id) if "can no longer" in (m.get("content") or "")]
     await scene.cmd(1, "alice", "skip")
     await scene.wait_track(1, "after-upgrade", timeout=15)  # the queued track was restored playable too
 
