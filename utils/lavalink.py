@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 LAVALINK_TIMEOUT = 2.5  # a call that takes longer answers "audio server unreachable"
 ACK_WITHIN = 1.0  # a command waits this long for the node before acknowledging (Discord's deadline is 3 s)
-WRITE_TIMEOUT = 8.0  # then the user waits at most this long in all before "audio server unreachable"
+WRITE_TIMEOUT = 5.0  # then the user waits at most this long in all before "audio server unreachable"
 BACKGROUND_LIMIT = 60.0  # a write the node holds keeps going this long in the background, then is abandoned
 
 _background: set[asyncio.Task[object]] = set()

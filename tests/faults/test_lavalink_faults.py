@@ -54,14 +54,16 @@ CONTROL_COMMANDS = [("pause", {}), ("volume", {"level": 55}), ("seek", {"time": 
 
 
 @pytest.mark.parametrize(("command", "options"), CONTROL_COMMANDS)
-async def test_hanging_audio_server_gets_a_clear_answer_within_3s(fleet, healthy_afterwards, command, options):
+async def test_hanging_audio_server_is_acknowledged_within_3s_and_answered_clearly(fleet, healthy_afterwards, command, options):
     scene = await fleet.scene()
     await playing(scene, queued=("after-hang",))
     fleet.lavalink.hang(r"/players")
     try:
-        answer, took = await _timed(scene.cmd(1, "alice", command, timeout=10, **options))
-        assert took < 3.0, f"/{command} answered after {took:.2f} s"
+        answer, took = await _timed(scene.cmd(1, "alice", command, timeout=20, **options))
+        # Acknowledged within Discord's 3 s whatever the node does, then told clearly (utils/lavalink.py bounds).
+        assert answer.latency is not None and answer.latency < 3.0, f"/{command} acknowledged after {answer.latency}"
         assert answer.ephemeral and UNREACHABLE in answer.content, answer.content
+        assert took < 10.0, f"/{command} gave its final answer after {took:.2f} s"
     finally:
         fleet.lavalink.unhang()
     # The held request is answered late now (a real overloaded node does the same): let it and whatever it
@@ -96,23 +98,24 @@ async def test_hanging_search_gets_an_answer_and_no_hung_command(fleet, healthy_
     assert "Now playing" in ok.content or "Queued" in ok.content, ok.content
 
 
-@pytest.mark.parametrize("latency", [1.0, 5.0])
-async def test_slow_audio_server_answers_within_3s(fleet, healthy_afterwards, latency):
+@pytest.mark.parametrize("latency", [1.0, 2.5])
+async def test_slow_audio_server_is_acknowledged_within_3s_and_the_command_works(fleet, healthy_afterwards, latency):
+    """A node slower than Discord's 3 s deadline allows (with REST latency on top) still gets its work done: the
+    command is acknowledged in time ("thinking...") and answered when the node is (within the 5 s write bound)."""
     scene = await fleet.scene()
     await playing(scene)
     fleet.lavalink.set_latency(latency, r"/players")
     try:
-        answer, took = await _timed(scene.cmd(1, "alice", "pause", timeout=10))
-        assert took < 3.0, f"/pause answered after {took:.2f} s with Lavalink {latency} s slow"
-        if latency < 2.0:  # slow but in time: it works
-            assert answer.content.startswith("Paused by"), answer.content
-        else:  # too slow: a clear refusal instead of a hung command
-            assert answer.ephemeral and UNREACHABLE in answer.content, answer.content
+        answer = await scene.cmd(1, "alice", "pause", timeout=15)
+        assert answer.latency is not None and answer.latency < 3.0, f"acknowledged after {answer.latency:.2f} s"
+        assert answer.content.startswith("Paused by") and not answer.ephemeral, answer.content
+        assert scene.player(1)["paused"] is True
     finally:
         fleet.lavalink.set_latency(0)
-    await asyncio.sleep(max(0.0, latency - 2.5) + 0.2)  # let a late PATCH of the slow case land
-    queue = await scene.cmd(1, "alice", "queue")
-    assert queue.embeds
+    await _settle(fleet)
+    resumed = await scene.cmd(1, "alice", "resume")
+    assert resumed.content.startswith("Resumed by"), resumed.content
+    await scene.wait_player(1, lambda p: p["paused"] is False)
 
 
 async def test_a_double_press_on_pause_with_a_slow_audio_server_resumes(fleet, healthy_afterwards):
