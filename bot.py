@@ -24,7 +24,6 @@ if __name__ == "__main__":
     reexec_with_own_token(sys.argv[1:])  # first, while a re-exec costs ~30 ms (discord not imported yet)
 
 import discord
-import wavelink
 from discord.ext import commands
 
 from commands import EXTENSIONS
@@ -100,15 +99,6 @@ class MusicBot(commands.Bot):
 
     async def on_resumed(self) -> None:
         log.info("gateway session resumed")
-
-    async def on_wavelink_node_ready(self, payload: wavelink.NodeReadyEventPayload) -> None:
-        log.info("Lavalink node %s ready (session %s, resumed %s)", payload.node.identifier, payload.session_id,
-                 payload.resumed)
-        self.lavalink.watch(payload.node)
-        self.lavalink.remember_sessions()
-
-    async def on_wavelink_node_disconnected(self, payload: wavelink.NodeDisconnectedEventPayload) -> None:
-        log.warning("Lavalink node %s disconnected", payload.node.identifier)
 
     async def close(self) -> None:
         """Leave voice cleanly, then close Lavalink and the gateway."""

@@ -7,4 +7,5 @@ EXTENSIONS: tuple[str, ...] = (
     "commands.panel",
     "commands.persistence",
     "commands.watchdog",
+    "commands.recovery",
 )

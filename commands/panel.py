@@ -1,5 +1,5 @@
-"""The now-playing panel and everything that happens without a command: track changes, failures,
-idle and alone timeouts, and players rebuilt after the audio server lost our session."""
+"""The now-playing panel: posted when a song starts, refreshed by commands, removed when the queue ends;
+and the messages about songs that failed. Recovery from outages is commands/recovery.py."""
 
 from __future__ import annotations
 
@@ -141,29 +141,6 @@ PANEL_HANDLERS = {"pause": _pause, "skip": _skip, "stop": _stop, "loop": _loop, 
                   "queue": _queue}
 
 
-async def skip_stalled(player: MusicPlayer, why: str) -> None:
-    """Skip the current track with a short message (Lavalink's stuck event, or our own watchdog)."""
-    track = player.current
-    if track is None:
-        return
-    player.reset_progress()
-    await say(player, f"**{truncate(track.title, 80)}** {why}; skipping it.")
-    try:
-        await lavalink_call(player.skip(force=True))
-    except MusicError:
-        log.warning("guild %s: could not skip a stalled track", getattr(player.guild, "id", "?"))
-
-
-async def say(player: MusicPlayer, text: str) -> None:
-    """A short line in the player's home channel; never fails the caller."""
-    if player.home is None:
-        return
-    try:
-        await player.home.send(text)
-    except discord.HTTPException as exc:
-        log.info("guild %s: could not post in the home channel (%s)", getattr(player.guild, "id", "?"), exc.status)
-
-
 class Panel(commands.Cog):
     def __init__(self, bot: MusicBot) -> None:
         self.bot = bot
@@ -224,59 +201,14 @@ class Panel(commands.Cog):
         if player.current is None and not player.queue and not player.autoplay_on and not looping:
             await self._delete_panel(player)
             if payload.reason == "finished":
-                await say(player, "The queue is finished. Add more with /play.")
-
-    @commands.Cog.listener()
-    async def on_wavelink_player_update(self, payload: wavelink.PlayerUpdateEventPayload) -> None:
-        if isinstance(payload.player, MusicPlayer):
-            payload.player.note_progress(payload.position)
+                await player.say("The queue is finished. Add more with /play.")
 
     @commands.Cog.listener()
     async def on_wavelink_track_exception(self, payload: wavelink.TrackExceptionEventPayload) -> None:
         player = payload.player
         if isinstance(player, MusicPlayer):
             reason = truncate(payload.exception.get("message") or "playback failed", 120)
-            await say(player, f"Couldn't play **{truncate(payload.track.title, 80)}** ({reason}); skipping it.")
-
-    @commands.Cog.listener()
-    async def on_wavelink_track_stuck(self, payload: wavelink.TrackStuckEventPayload) -> None:
-        player = payload.player
-        if isinstance(player, MusicPlayer) and player.current is not None and player.current == payload.track:
-            await skip_stalled(player, "got stuck")
-
-    # ---- audio server recovery -----------------------------------------------------------------------
-
-    @commands.Cog.listener()
-    async def on_wavelink_node_disconnected(self, payload: wavelink.NodeDisconnectedEventPayload) -> None:
-        """With several nodes, move the players of a node that went away to a live one."""
-        dead = payload.node
-        if self.bot.stopping:
-            return
-        for player in [p for p in list(dead.players.values()) if isinstance(p, MusicPlayer) and p.connected]:
-            live = [n for n in self.bot.lavalink.nodes
-                    if n is not dead and n.status is wavelink.NodeStatus.CONNECTED]
-            if not live:
-                return  # nowhere to go: the player is rebuilt when its node comes back
-            target = min(live, key=lambda n: len(n.players))
-            try:
-                await lavalink_call(player.switch_node(target), 10)  # bounded, never cancelled mid-request
-            except Exception:
-                log.exception("guild %s: could not move the player to node %s", getattr(player.guild, "id", "?"),
-                              target.identifier)
-            else:
-                log.info("guild %s: player moved from node %s to node %s", getattr(player.guild, "id", "?"),
-                         dead.identifier, target.identifier)
-
-    @commands.Cog.listener()
-    async def on_wavelink_node_ready(self, payload: wavelink.NodeReadyEventPayload) -> None:
-        if payload.resumed:
-            return
-        for player in list(payload.node.players.values()):
-            if isinstance(player, MusicPlayer) and player.connected:
-                try:
-                    await lavalink_call(player.rebuild(), 10)
-                except Exception:
-                    log.exception("guild %s: could not rebuild the player", getattr(player.guild, "id", "?"))
+            await player.say(f"Couldn't play **{truncate(payload.track.title, 80)}** ({reason}); skipping it.")
 
     # ---- stale buttons -------------------------------------------------------------------------------
 

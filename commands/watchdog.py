@@ -1,5 +1,5 @@
-"""A periodic sweep over the players: skip tracks that stopped making progress, leave voice channels
-that have been idle or without listeners for too long.
+"""A periodic sweep over the players: leave voice channels that have been idle or without listeners for too
+long. (Tracks that stopped making progress are recovery's: commands/recovery.py.)
 
 One sweep instead of per-player timers: it cannot miss a voice-state event (during a gateway
 reconnect, or for a player restored after a restart), and it is the only place these rules live.
@@ -11,10 +11,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import wavelink
 from discord.ext import commands, tasks
 
-from commands.panel import skip_stalled
 from utils.player import MusicPlayer
 
 if TYPE_CHECKING:
@@ -23,7 +21,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 2.0
-STALL_AFTER = 10.0  # seconds without a change in the reported position while playing
 
 
 class Watchdog(commands.Cog):
@@ -65,13 +62,6 @@ class Watchdog(commands.Cog):
                                    "Use /play to bring me back.")
             return
         player.idle_since = None
-        if player.current is None or player.paused or player.node.status is not wavelink.NodeStatus.CONNECTED:
-            player.reset_progress()  # nothing should move (an audio server outage is handled elsewhere)
-            return
-        if now - player.progress[1] >= STALL_AFTER:
-            log.warning("guild %s: %s made no progress for %.0f s", getattr(player.guild, "id", "?"),
-                        player.current.title, now - player.progress[1])
-            await skip_stalled(player, "stopped making progress")
 
 
 async def setup(bot: MusicBot) -> None:

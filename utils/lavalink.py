@@ -103,10 +103,6 @@ class NodeLink:
             for n in nodes
         ]
         self.sessions_file = state_dir / "lavalink-sessions.json" if state_dir is not None else None
-        saved = self._read_sessions()
-        for node in self.nodes:
-            if saved.get(node.identifier):
-                node._session_id = saved[node.identifier]  # wavelink sends it as Session-Id on connect
         self._connect_task: asyncio.Task[None] | None = None
         self._reconnects: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -127,7 +123,8 @@ class NodeLink:
         if node.status is not wavelink.NodeStatus.CONNECTED and node.identifier not in wavelink.Pool.nodes:
             log.error("Lavalink node %s: gave up (wrong password or not a Lavalink v4 server?)", node.identifier)
 
-    def _read_sessions(self) -> dict[str, str]:
+    def saved_sessions(self) -> dict[str, str]:
+        """Node identifier -> the session id the previous process had (commands/recovery.py resumes them)."""
         if self.sessions_file is None:
             return {}
         try:
