@@ -24,6 +24,7 @@ ALLOWED_CALLBACKS = {
     MODAL_SUBMIT: {MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE},
 }
 ORIGINAL = "@original"
+TRUE_VALUES = ("1", "true", "True")
 
 
 class InteractionRoutes:
@@ -96,6 +97,8 @@ class InteractionRoutes:
         record.callback_attempts.append(200)
         self.gateway.notify()
         log.info("interaction %s acknowledged with type %s after %.3fs", record.id, ctype, now - record.dispatched_at)
+        if call.query.get("with_response") not in TRUE_VALUES:
+            return 204, None  # Discord's default: no body unless the client asks for the callback response
         original = self.state.messages.get(record.original_message_id or 0)
         resource: dict[str, Any] = {"type": ctype}
         if message is not None:
@@ -181,7 +184,7 @@ class InteractionRoutes:
                 self.gateway.dispatch_message_create(message)
         record.followups.append(message)
         self.gateway.notify()
-        if call.query.get("wait") not in ("1", "true", "True"):
+        if call.query.get("wait") not in TRUE_VALUES:
             return 204, None
         return 200, message
 

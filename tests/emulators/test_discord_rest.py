@@ -52,9 +52,10 @@ async def test_unauthorized_and_unknown_route() -> None:
         status, body, _ = await _rest(emu, world, "GET", "/users/@me", token="not-a-token")
         assert (status, body) == (401, {"message": "401: Unauthorized", "code": 0})
         status, body, headers = await _rest(emu, world, "GET", "/guilds/1/bans/nope")
-        assert (status, body) == (404, {"message": "404: Not Found", "code": 0})
+        assert (status, body) == (501, {"message": "sandbox: route not emulated", "code": 0})
         assert headers["Content-Type"] == "application/json"
-        assert emu.unknown_routes == [("GET", "/guilds/1/bans/nope")]
+        assert [tuple(u[:2]) for u in emu.unimplemented] == [("GET", "/guilds/1/bans/nope")]
+        emu.unimplemented.clear()
 
 
 async def test_bulk_overwrite_global_and_guild() -> None:
@@ -226,6 +227,8 @@ async def test_multipart_payload_json() -> None:
 async def test_raw_callback_body_and_webhook_expiry() -> None:
     async with DiscordEmulator(interaction_token_ttl=0.3) as emu:
         world = await make_world(emu)
+        await _rest(emu, world, "PUT", f"/applications/{world.app.application_id}/commands",
+                    [_cmd("play", options=[{"type": 3, "name": "query", "description": "What", "required": True}])])
         async with raw_gateway(emu) as gw:
             await gw.identify(world.app.token)
             invoke = asyncio.create_task(emu.invoke(world.app, guild_id=world.guild.id, channel_id=world.text.id,
@@ -265,6 +268,8 @@ async def test_tokens_never_logged(caplog: pytest.LogCaptureFixture) -> None:
         async with running(emu, world.app) as client:
             await client.get_channel(world.text.id).send("hi")
         await _rest(emu, world, "GET", f"/channels/{world.text.id}/{world.app.token}")
+        assert [u.path for u in emu.unimplemented] == [f"/channels/{world.text.id}/<token>"]
+        emu.unimplemented.clear()
         await _rest(emu, world, "GET", "/users/@me", token=bad)
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(emu.gateway_url) as ws:
