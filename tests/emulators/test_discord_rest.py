@@ -281,3 +281,44 @@ async def test_tokens_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert not [line for line in sandbox_lines if world.app.token in line or bad in line]
     assert any("<token>" in r.path for r in emu.requests)
     assert not any(world.app.token in r.path for r in emu.requests)
+
+
+async def test_callback_is_204_without_with_response_and_200_with_it() -> None:
+    async with DiscordEmulator() as emu:
+        world = await make_world(emu)
+        await _rest(emu, world, "PUT", f"/applications/{world.app.application_id}/commands", [_cmd("ping")])
+        async with raw_gateway(emu) as gw, aiohttp.ClientSession() as session:
+            await gw.identify(world.app.token)
+            answers = []
+            for query in ("", "?with_response=true"):
+                invoke = asyncio.create_task(emu.invoke(world.app, guild_id=world.guild.id, channel_id=world.text.id,
+                                                        user_id=world.user.id, command="ping"))
+                event = (await gw.recv_dispatch("INTERACTION_CREATE"))["d"]
+                url = f"{emu.api_base}/interactions/{event['id']}/{event['token']}/callback{query}"
+                async with session.post(url, json={"type": 4, "data": {"content": "pong"}}) as resp:
+                    answers.append((resp.status, await resp.read()))
+                assert (await invoke).content == "pong"
+        assert answers[0] == (204, b"")
+        assert answers[1][0] == 200 and json.loads(answers[1][1])["resource"]["message"]["content"] == "pong"
+
+
+async def test_unemulated_routes_are_501_recorded_and_fail_the_emulator(caplog: pytest.LogCaptureFixture) -> None:
+    emu = DiscordEmulator()
+    with pytest.raises(AssertionError, match=r"(?s)does not emulate.*DELETE /users/@me: sandbox: route \(only "
+                                             r"other methods of this path are\) not emulated.*GET /guilds/1/bans"):
+        async with emu:
+            world = await make_world(emu)
+            for method, path in (("DELETE", "/users/@me"), ("GET", "/guilds/1/bans/2")):
+                status, body, headers = await _rest(emu, world, method, path)
+                assert status == 501 and headers["Content-Type"] == "application/json"
+                assert body["message"].startswith("sandbox: route") and body["code"] == 0
+            async with running(emu, world.app) as client:
+                with pytest.raises(discord.DiscordServerError) as info:  # 501 is not retried by discord.py
+                    await client.http.request(discord.http.Route("GET", "/guilds/{guild_id}/bans",
+                                                                 guild_id=world.guild.id))
+                assert info.value.status == 501 and "sandbox: route not emulated" in str(info.value)
+            assert [(u.method, u.path) for u in emu.unimplemented] == [
+                ("DELETE", "/users/@me"), ("GET", "/guilds/1/bans/2"), ("GET", f"/guilds/{world.guild.id}/bans")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("sandbox")]
+    assert any("DELETE /users/@me -> 501" in w for w in warnings) and any("/guilds/1/bans/2 -> 501" in w
+                                                                           for w in warnings)
