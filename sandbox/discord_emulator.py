@@ -49,7 +49,10 @@ class DiscordEmulator:
         as a moderator (a human not in voice joins instead); bots: see voice_moderations, on_voice_moderation
       permissions_for(guild_id, user_id, channel_id=None) -> int
 
-    Acting as users (each returns once the bot visibly answered, else raises InteractionTimeout):
+    Acting as users (each returns once the bot visibly answered, else raises InteractionTimeout). Like a
+    member's client, invoke/autocomplete offer only registered commands (CommandNotRegistered) and only
+    option values the registered schema allows (InvalidInvocation says what Discord would refuse); user,
+    channel, role and mentionable options take ids (or sandbox objects) and arrive with `data.resolved`:
       await invoke(app, guild_id=, channel_id=, user_id=, command="queue show", options={...}) -> InteractionResult
       await autocomplete(app, ..., command=, options=, focused=) -> list of {"name","value"}
       await press_button(app, guild_id=, channel_id=, user_id=, message_id=, custom_id=) -> InteractionResult

@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from sandbox.discord_emulator import (
-    CommandNotAvailable, CommandNotRegistered, DiscordEmulator, InteractionTimeout, InvalidInvocation,
+    CommandNotAvailable, CommandNotRegistered, DiscordEmulator, InteractionTimeout,
 )
 from tests.emulators.discord_helpers import World, make_world, running
 

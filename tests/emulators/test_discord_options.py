@@ -69,7 +69,7 @@ async def test_every_option_type_reaches_the_handler_resolved() -> None:
         res = await emu.invoke(world.app, **who(world), command="config", options={
             "name": "mix", "count": 3, "who": world.user.id, "where": world.voice, "role": world.dj,
             "mode": "slow", "ratio": 0.25, "loud": True, "anyone": world.dj.id, "room": str(world.text.id)})
-        assert res.content == f"mix 3 alice perms=True #Lounge @DJ slow 0.25 True DJ general"
+        assert res.content == "mix 3 alice perms=True #Lounge @DJ slow 0.25 True DJ general"
         data = emu.interactions[-1].payload["data"]
         resolved = data["resolved"]
         assert set(resolved["users"]) == set(resolved["members"]) == {str(world.user.id)}
