@@ -11,7 +11,8 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from sandbox.discord_emulator import CommandNotRegistered, DiscordEmulator, InvalidInvocation
+from sandbox.discord_emulator import CommandNotAvailable, CommandNotRegistered, DiscordEmulator, InvalidInvocation
+from sandbox.discord_state import Perm
 from tests.emulators.discord_helpers import World, make_world, running
 
 pytestmark = pytest.mark.timeout(60)
@@ -179,3 +180,11 @@ async def test_a_handler_that_disagrees_with_the_registered_schema_fails_the_tes
         await bot.http.bulk_upsert_global_commands(world.app.application_id, payload)
         with pytest.raises(InvalidInvocation, match="'volume' \\(integer\\) must be between 0 and 100, got 150"):
             await emu.invoke(world.app, **who(world), command="play", options={"query": "x", "volume": 150})
+
+
+async def test_members_without_use_application_commands_see_no_commands() -> None:
+    async with DiscordEmulator() as emu, synced(emu) as (world, _):
+        await emu.set_overwrite(world.text.id, world.guild.id, deny=Perm.USE_APPLICATION_COMMANDS)
+        with pytest.raises(CommandNotAvailable, match="lacks Use Application Commands"):
+            await emu.invoke(world.app, **who(world), command="play", options={"query": "x"})
+        assert emu.interactions == []

@@ -96,6 +96,28 @@ async def test_command_validation_is_50035() -> None:
         assert emu.commands(world.app) == []
 
 
+@pytest.mark.parametrize(("option", "field"), [
+    ({"type": 12}, "type"),
+    ({"type": 5, "choices": [{"name": "yes", "value": True}]}, "choices"),
+    ({"type": 3, "choices": [{"name": f"c{i}", "value": f"c{i}"} for i in range(26)]}, "choices"),
+    ({"type": 4, "choices": [{"name": "one", "value": "1"}]}, "choices"),
+    ({"type": 3, "choices": [{"name": "a", "value": "a"}], "autocomplete": True}, "autocomplete"),
+    ({"type": 3, "min_value": 1}, "min_value"),
+    ({"type": 4, "min_value": 5, "max_value": 1}, "min_value"),
+    ({"type": 3, "max_length": 6001}, "min_length"),
+    ({"type": 4, "channel_types": [2]}, "channel_types"),
+])
+async def test_option_schemas_discord_rejects_are_50035(option, field) -> None:
+    async with DiscordEmulator() as emu:
+        world = await make_world(emu)
+        path = f"/applications/{world.app.application_id}/commands"
+        opt = {"name": "value", "description": "A value", **option}
+        status, body, _ = await _rest(emu, world, "PUT", path, [_cmd("ok"), _cmd("set", options=[opt])])
+        assert status == 400 and body["code"] == 50035
+        assert list(body["errors"]) == ["1"] and field in body["errors"]["1"]["options"]["0"], body
+        assert emu.commands(world.app) == []
+
+
 async def test_sync_failure_surfaces_in_discord_py() -> None:
     async with DiscordEmulator() as emu:
         world = await make_world(emu)
