@@ -471,3 +471,19 @@ async def test_audio_server_down_gives_a_clear_answer_then_playback_continues(fl
     assert player["position"] > 0
     await scene.cmd(1, "alice", "skip")
     await scene.wait_track(1, "still-queued")
+
+
+async def test_a_moderator_moving_the_bot_hands_the_new_voice_credentials_to_lavalink(scene):
+    """Discord keeps the bot's voice session and issues a new voice token: playback must follow it."""
+    await playing(scene, query=track_url("moved-song"))
+    discord, app = scene.fleet.discord, scene.app(1)
+    before = discord.voice_server(app, scene.guild_id)
+    await scene.wait_player(1, lambda p: (p["voice"] or {}).get("token") == before["token"])
+    await discord.move_member(scene.guild_id, app.user_id, scene.voice("Studio"))
+    after = discord.voice_server(app, scene.guild_id)
+    assert after["token"] != before["token"] and after["session_id"] == before["session_id"]
+    player = await scene.wait_player(1, lambda p: (p["voice"] or {}).get("token") == after["token"])
+    assert player["voice"]["sessionId"] == after["session_id"] and "moved-song" in player["identifier"]
+    assert scene.bot_voice_channel(1) == scene.voice("Studio")
+    [moved] = [e for e in discord.voice_moderations if e.guild_id == scene.guild_id]
+    assert (moved.from_channel_id, moved.to_channel_id) == (scene.voice("Lounge"), scene.voice("Studio"))
