@@ -321,6 +321,7 @@ async def test_callback_is_204_without_with_response_and_200_with_it() -> None:
                     answers.append((resp.status, await resp.read()))
                 assert (await invoke).content == "pong"
         assert answers[0] == (204, b"")
+        assert [r.callback_attempts for r in emu.interactions] == [[204], [200]]
         assert answers[1][0] == 200 and json.loads(answers[1][1])["resource"]["message"]["content"] == "pong"
 
 
