@@ -16,6 +16,7 @@ from benchmarks.common import (
     Options, Processes, Result, Workdir, bot_env, floor_memory, mean_memory, memory_of, wait_ready_times,
 )
 from sandbox.control import Sandbox
+from tests.helpers import register_commands
 
 NAME = "memory"
 TITLE = "Memory per bot"
@@ -105,6 +106,7 @@ async def run(opts: Options) -> Result:
                                                 str(number), "--env-file", "/dev/null"],
                                                {**env}, name=f"bot {number} ({variant})"))
             ready = await wait_ready_times(sandbox, apps, started, timeout=180)
+            await register_commands(sandbox.bot_env(apps))  # the sandbox invokes only registered commands
             failures = await start_players(sandbox, apps, world, players)
             chat = await chatter(sandbox, world, per_guild=10)
             # on_ready of every bot (after chunking for the members variant): the caches are full.

@@ -32,7 +32,9 @@ async def serve(args: argparse.Namespace) -> None:
               f"  Lavalink v4      {sb.lavalink.uri}\n"
               f"  Guild '{world.name}' (id {world.guild_id}): #general, voice {', '.join(world.voice_ids)}, "
               f"members {', '.join(world.member_ids)}\n"
-              f"Wrote BOT_TOKEN_1..{args.bots} and the endpoint variables to {args.env_file}. Start bots with:\n"
+              f"Wrote BOT_TOKEN_1..{args.bots} and the endpoint variables to {args.env_file}. Register the slash\n"
+              f"commands (the sandbox, like Discord, offers only registered ones), then start bots:\n"
+              f"  python register_commands.py --env-file {args.env_file}\n"
               f"  python bot.py --bot 1 --env-file {args.env_file}\n"
               f"  python process_manager.py --env-file {args.env_file}", flush=True)
         stop = asyncio.Event()

@@ -58,8 +58,10 @@ class Sandbox:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         await self.stop()
+        if exc_type is None:  # never hide the test's own failure behind this one
+            self.discord.assert_all_emulated()
 
     def add_bots(self, count: int, *, prefix: str = "Music") -> list[Any]:
         """Register `count` more bot applications, named "<prefix> <n>" with n continuing the numbering."""

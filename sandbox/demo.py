@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import signal
 import sys
@@ -108,6 +109,26 @@ async def wait_for_file(path: Path, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
+async def register_commands(sb: Sandbox, apps: list, narrator: Narrator, log_dir: str) -> None:
+    """Register the bots' slash commands through the real register_commands.py, as an operator would:
+    the emulated Discord, like the real one, shows a member only registered commands. Its result lines
+    are shown; its whole output goes to register_commands.log in the log directory."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "register_commands.py"), "--env-file", os.devnull, "--global",
+        "--bots", ",".join(str(sb.bot_number(app)) for app in apps), cwd=ROOT,
+        env={**os.environ, **sb.bot_env(apps), "PYTHONUNBUFFERED": "1"}, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    raw, _ = await process.communicate()
+    output = raw.decode("utf-8", "replace")
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    (Path(log_dir) / "register_commands.log").write_text(output)
+    if process.returncode != 0:
+        narrator.quote(output.strip())
+        raise RuntimeError(f"register_commands.py exited with {process.returncode}")
+    narrator.say("registered the slash commands with register_commands.py --global:")
+    narrator.quote("\n".join(line for line in output.splitlines() if re.match(r"(Bot \d+\b|\d+ commands )", line)))
+
+
 async def scene(demo: Demo, manager_pid: int, state_dir: Path) -> None:
     sb, say = demo.sb, demo.say
     for bot in range(1, len(demo.apps) + 1):
@@ -178,6 +199,7 @@ async def run_demo(verbose: bool, hold: float, pace: float) -> int:
         narrator.say(f"started process_manager.py (pid {manager.pid}): one bot.py per BOT_TOKEN_n")
         code = None
         try:
+            await register_commands(sb, apps, narrator, log_dir)
             for app in apps:
                 await sb.discord.wait_until_ready(app, timeout=60)
             await sb.lavalink.wait_for(
@@ -189,6 +211,7 @@ async def run_demo(verbose: bool, hold: float, pace: float) -> int:
             if hold:
                 narrator.say(f"holding for {hold:.0f} s (Ctrl-C to end sooner)")
                 await asyncio.sleep(hold)
+            sb.discord.assert_all_emulated()
         finally:
             narrator.say("stopping the fleet: SIGTERM to process_manager.py")
             if manager.returncode is None:

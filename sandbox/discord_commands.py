@@ -12,8 +12,10 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[-_\w]{1,32}$")
 MAX_COMMANDS = 100
 MAX_OPTIONS = 25
+MAX_CHOICES = 25
+MAX_LENGTH = 6000
 CHAT_INPUT = 1
-SUBCOMMAND, SUBCOMMAND_GROUP = 1, 2
+SUBCOMMAND, SUBCOMMAND_GROUP, STRING, INTEGER, CHANNEL, NUMBER = 1, 2, 3, 4, 7, 10
 
 
 class CommandValidationError(Exception):
@@ -48,6 +50,42 @@ def _check_description(desc: Any, *, chat_input: bool) -> dict[str, Any] | None:
     return None
 
 
+def _check_value_fields(opt: dict[str, Any]) -> dict[str, Any]:
+    """Discord's checks of an option's type, choices, ranges and lengths (errors by field)."""
+    kind, errors = opt.get("type"), {}
+    if kind not in range(1, 12):
+        return {"type": _err("BASE_TYPE_CHOICES", "Value must be one of {1, 2, ..., 11}.")}
+    choices = opt.get("choices")
+    if choices:
+        value_type = {STRING: str, INTEGER: int, NUMBER: (int, float)}.get(kind)
+        if value_type is None:
+            errors["choices"] = _err("APPLICATION_COMMAND_OPTION_CHOICES_INVALID",
+                                     "Only string, integer and number options can have choices")
+        elif len(choices) > MAX_CHOICES:
+            errors["choices"] = _err("BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CHOICES} or fewer in length.")
+        elif not all(isinstance(c.get("value"), value_type) and not isinstance(c.get("value"), bool)
+                     for c in choices):
+            errors["choices"] = _err("APPLICATION_COMMAND_OPTION_CHOICE_TYPE", "Choice values must match the "
+                                                                               "option type")
+        if opt.get("autocomplete"):
+            errors["autocomplete"] = _err("APPLICATION_COMMAND_OPTION_AUTOCOMPLETE_CHOICES",
+                                          "Autocomplete cannot be enabled on an option with choices")
+    for low_key, high_key, types, floor in (("min_value", "max_value", (INTEGER, NUMBER), None),
+                                            ("min_length", "max_length", (STRING,), 0)):
+        low, high = opt.get(low_key), opt.get(high_key)
+        if (low is not None or high is not None) and kind not in types:
+            errors[low_key if low is not None else high_key] = _err(
+                "APPLICATION_COMMAND_OPTION_INVALID_FIELD", f"{low_key}/{high_key} do not apply to this type")
+        elif floor is not None and not (floor <= (low or 0) <= MAX_LENGTH and 1 <= (high or 1) <= MAX_LENGTH):
+            errors[low_key] = _err("NUMBER_TYPE_MAX", f"Lengths must be between {floor} and {MAX_LENGTH}")
+        elif low is not None and high is not None and low > high:
+            errors[low_key] = _err("NUMBER_TYPE_MAX", f"{low_key} must not be greater than {high_key}")
+    if opt.get("channel_types") and kind != CHANNEL:
+        errors["channel_types"] = _err("APPLICATION_COMMAND_OPTION_INVALID_FIELD",
+                                       "channel_types only apply to channel options")
+    return errors
+
+
 def _validate_options(options: list[dict[str, Any]]) -> dict[str, Any]:
     errors: dict[str, Any] = {}
     if len(options) > MAX_OPTIONS:
@@ -63,6 +101,7 @@ def _validate_options(options: list[dict[str, Any]]) -> dict[str, Any]:
         seen.add(str(opt.get("name")))
         if (e := _check_description(opt.get("description"), chat_input=True)) is not None:
             oerr["description"] = e
+        oerr.update(_check_value_fields(opt))
         if opt.get("type") in (SUBCOMMAND, SUBCOMMAND_GROUP):
             sub = _validate_options(list(opt.get("options") or []))
             if sub:

@@ -12,20 +12,23 @@ from aiohttp import web
 from .discord_commands import CommandStore
 from .discord_gateway import RECONNECT, Gateway
 from .discord_interactions import (
-    APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, CommandNotAvailable, InteractionRecord,
-    InteractionResult, InteractionTimeout, build_command_data, build_interaction,
+    APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, CommandNotAvailable, CommandNotRegistered,
+    InteractionRecord, InteractionResult, InteractionTimeout, build_command_data, build_interaction,
 )
+from .discord_options import InvalidInvocation
 from .discord_ratelimit import Faults, RateLimiter
-from .discord_rest import RecordedRequest, RestApi
+from .discord_rest import RecordedRequest, RestApi, Unimplemented
 from .discord_state import (
-    CATEGORY, STAGE, TEXT, VOICE, BotApp, Channel, DiscordState, Guild, Overwrite, Perm, Role, User, VoiceState,
+    CATEGORY, STAGE, TEXT, VOICE, BotApp, Channel, DiscordState, Guild, Overwrite, Perm, Role, User,
 )
+from .discord_voice import VoiceModeration, VoiceModerator
 from .discord_webhooks import InteractionRoutes
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DiscordEmulator", "BotApp", "Guild", "Channel", "Role", "User", "Overwrite", "Perm",
-           "InteractionResult", "InteractionTimeout", "CommandNotAvailable", "RecordedRequest"]
+           "InteractionResult", "InteractionTimeout", "CommandNotAvailable", "CommandNotRegistered",
+           "InvalidInvocation", "RecordedRequest"]
 
 
 class DiscordEmulator:
@@ -41,10 +44,15 @@ class DiscordEmulator:
       create_text_channel / create_voice_channel(user_limit=) / create_stage_channel / create_category -> Channel
       create_role(guild_id, name, permissions=0) -> Role   add_member(guild_id, name, roles=None) -> User
       await add_bot_to_guild(app, guild_id, permissions=None)   await set_overwrite(channel_id, target_id, allow, deny)
-      await set_role_permissions(guild_id, role_id, permissions) await move_member(guild_id, user_id, channel_id|None)
+      await set_role_permissions(guild_id, role_id, permissions)
+      await move_member(guild_id, user_id, channel_id|None, by=None) / disconnect_member(guild_id, user_id):
+        as a moderator (a human not in voice joins instead); bots: see voice_moderations, on_voice_moderation
       permissions_for(guild_id, user_id, channel_id=None) -> int
 
-    Acting as users (each returns once the bot visibly answered, else raises InteractionTimeout):
+    Acting as users (each returns once the bot visibly answered, else raises InteractionTimeout). Like a
+    member's client, invoke/autocomplete offer only registered commands (CommandNotRegistered) and only
+    option values the registered schema allows (InvalidInvocation says what Discord would refuse); user,
+    channel, role and mentionable options take ids (or sandbox objects) and arrive with `data.resolved`:
       await invoke(app, guild_id=, channel_id=, user_id=, command="queue show", options={...}) -> InteractionResult
       await autocomplete(app, ..., command=, options=, focused=) -> list of {"name","value"}
       await press_button(app, guild_id=, channel_id=, user_id=, message_id=, custom_id=) -> InteractionResult
@@ -54,7 +62,8 @@ class DiscordEmulator:
       set_latency(method, pattern, seconds); await send_reconnect / send_invalid_session(resumable) /
       close_gateway(code) / drop_gateway. Patterns are regexes searched in the path after /api/v10.
 
-    Observing: requests, unknown_routes, interactions, voice_ops[user_id], gateway_stats(app),
+    Observing: requests, unimplemented (501s; assert_all_emulated() raises, and so does leaving
+      ``async with`` cleanly), interactions, voice_ops[user_id], gateway_stats(app),
       voice_state(guild_id, user_id), messages(channel_id), message(id), commands(app, guild_id=None),
       await wait_until_ready(app), await wait_for(predicate, timeout).
     """
@@ -74,8 +83,9 @@ class DiscordEmulator:
         self.faults = Faults()
         self.interaction_routes = InteractionRoutes(self.state, self.gateway, interaction_deadline,
                                                     interaction_token_ttl)
+        self.voice = VoiceModerator(self.state, self.gateway)
         self.rest = RestApi(self.state, self.gateway, self.command_store, self.interaction_routes, self.limiter,
-                            self.faults)
+                            self.faults, self.voice)
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -106,8 +116,10 @@ class DiscordEmulator:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         await self.stop()
+        if exc_type is None:
+            self.assert_all_emulated()
 
     @property
     def interaction_deadline(self) -> float | None:
@@ -197,17 +209,45 @@ class DiscordEmulator:
         role.permissions = permissions
         self.gateway.dispatch_guild(guild_id, "GUILD_ROLE_UPDATE", {"guild_id": str(guild_id), "role": role.to_dict()})
 
-    async def move_member(self, guild_id: int, user_id: int, channel_id: int | None) -> None:
-        """Put a (human) member into a voice channel, or out of voice with None. No permission checks."""
-        guild = self.state.guild(guild_id)
+    async def move_member(self, guild_id: int, user_id: int, channel_id: int | None, *,
+                          by: int | None = None) -> None:
+        """Like a moderator: move a member who is in voice to `channel_id` (None: disconnect them).
+
+        A human member who is not in voice joins `channel_id` instead, as if they clicked it. A bot must
+        be in voice: it keeps its voice session and gets a new VOICE_SERVER_UPDATE (moved), or only a
+        VOICE_STATE_UPDATE with channel_id null (disconnected); see `voice_moderations`. No permission
+        checks (the REST route PATCH /guilds/{id}/members/{id} has them).
+        """
         if channel_id is None:
-            self.gateway.leave_voice(guild, user_id)
+            await self.disconnect_member(guild_id, user_id, by=by)
             return
         if self.state.channels[channel_id].type not in (VOICE, STAGE):
             raise ValueError(f"channel {channel_id} is not a voice channel")
-        state = VoiceState(guild_id, user_id, channel_id, f"{user_id:x}{guild_id:x}"[:32])
-        guild.voice_states[user_id] = state
-        self.gateway.dispatch_voice_state(guild, state)
+        if user_id not in self.state.guild(guild_id).voice_states and not self.state.users[user_id].bot:
+            self.voice.join(guild_id, user_id, channel_id)
+            return
+        self.voice.move(guild_id, user_id, channel_id, by=by)
+
+    async def disconnect_member(self, guild_id: int, user_id: int, *, by: int | None = None) -> None:
+        """Like a moderator's "Disconnect": VOICE_STATE_UPDATE with channel_id null. A no-op for a member
+        who is not in voice (a human leaving by themself looks the same); a bot must be in voice."""
+        if user_id not in self.state.guild(guild_id).voice_states and not self.state.users[user_id].bot:
+            return
+        self.voice.move(guild_id, user_id, None, by=by)
+
+    @property
+    def voice_moderations(self) -> list[VoiceModeration]:
+        """Every time a bot was moved or disconnected by someone else (REST or control API), oldest first."""
+        return self.voice.moderations
+
+    def on_voice_moderation(self, listener: Callable[[VoiceModeration], None]) -> None:
+        """Call `listener(event)` whenever a bot is moved or disconnected by someone else (e.g. to make
+        its Lavalink node report WebSocketClosedEvent 4014)."""
+        self.voice.listeners.append(listener)
+
+    def voice_server(self, app: BotApp, guild_id: int) -> dict[str, str] | None:
+        """The voice credentials (token, endpoint, session_id) Discord last issued to this bot in this guild."""
+        return self.gateway.voice_servers.get((app.user_id, guild_id))
 
     def permissions_for(self, guild_id: int, user_id: int, channel_id: int | None = None) -> int:
         return self.state.permissions_for(guild_id, user_id, channel_id)
@@ -228,23 +268,32 @@ class DiscordEmulator:
                                      result) from None
         return result
 
-    def _command_data(self, app: BotApp, guild_id: int, user_id: int, command: str, options: dict[str, Any] | None,
-                      focused: str | None = None) -> dict[str, Any]:
-        name = command.split()[0]
-        registered = self.command_store.find(app.application_id, guild_id, name)
-        command_guild = guild_id if registered is not None else None
+    def _command_data(self, app: BotApp, guild_id: int, channel_id: int, user_id: int, command: str,
+                      options: dict[str, Any] | None, focused: str | None = None) -> dict[str, Any]:
+        """Like a member's Discord client: only registered commands, only values the schema allows."""
+        name = command.split()[0] if command.split() else ""
+        registered = (self.command_store.find(app.application_id, guild_id, name)
+                      or self.command_store.find(app.application_id, None, name))
         if registered is None:
-            registered = self.command_store.find(app.application_id, None, name)
-        if registered is not None and registered.get("default_member_permissions") is not None:
+            known = sorted({c["name"] for scope in (guild_id, None)
+                            for c in self.command_store.list(app.application_id, scope)})
+            raise CommandNotRegistered(
+                f"/{name} is not registered for {app.name} (globally or in guild {guild_id}), so no Discord "
+                f"client shows it; register the commands first (register_commands.py). "
+                f"Registered: {', '.join(known) or 'none'}")
+        perms = self.state.permissions_for(guild_id, user_id, channel_id)
+        if not perms & Perm.USE_APPLICATION_COMMANDS:
+            raise CommandNotAvailable(f"user {user_id} lacks Use Application Commands in channel {channel_id}")
+        if registered.get("default_member_permissions") is not None:
             needed = int(registered["default_member_permissions"])
             if self.state.permissions_for(guild_id, user_id) & needed != needed:
                 raise CommandNotAvailable(f"/{name} is hidden from user {user_id} (default_member_permissions)")
-        command_id = int(registered["id"]) if registered else self.state.ids.next()
-        return build_command_data(command, options, registered, command_id, command_guild, focused)
+        return build_command_data(self.state, app, command, options, registered, guild_id=guild_id,
+                                  channel_id=channel_id, user_id=user_id, focused=focused)
 
     async def invoke(self, app: BotApp, *, guild_id: int, channel_id: int, user_id: int, command: str,
                      options: dict[str, Any] | None = None, timeout: float = 10.0) -> InteractionResult:
-        data = self._command_data(app, guild_id, user_id, command, options)
+        data = self._command_data(app, guild_id, channel_id, user_id, command, options)
         record = build_interaction(self.state, app, type_=APPLICATION_COMMAND, guild_id=guild_id,
                                    channel_id=channel_id, user_id=user_id, data=data)
         log.info("invoke /%s as user %s for %s", command, user_id, app.name)
@@ -254,7 +303,7 @@ class DiscordEmulator:
     async def autocomplete(self, app: BotApp, *, guild_id: int, channel_id: int, user_id: int, command: str,
                            options: dict[str, Any] | None = None, focused: str, timeout: float = 10.0,
                            ) -> list[dict[str, Any]]:
-        data = self._command_data(app, guild_id, user_id, command, options, focused)
+        data = self._command_data(app, guild_id, channel_id, user_id, command, options, focused)
         record = build_interaction(self.state, app, type_=AUTOCOMPLETE, guild_id=guild_id, channel_id=channel_id,
                                    user_id=user_id, data=data)
         self._dispatch_interaction(app, record)
@@ -317,8 +366,21 @@ class DiscordEmulator:
         return self.rest.requests
 
     @property
+    def unimplemented(self) -> list[Unimplemented]:
+        """Requests answered 501 because the sandbox does not emulate them; each one is a test failure."""
+        return self.rest.unimplemented
+
+    @property
     def unknown_routes(self) -> list[tuple[str, str]]:
-        return self.rest.unknown_routes
+        """(method, path) of `unimplemented` (older name)."""
+        return [(u.method, u.path) for u in self.rest.unimplemented]
+
+    def assert_all_emulated(self) -> None:
+        """Raise AssertionError naming every request the sandbox could not answer faithfully (501)."""
+        if self.rest.unimplemented:
+            lines = "\n".join(f"  {u.method} {u.path}: {u.reason}" for u in self.rest.unimplemented)
+            raise AssertionError(f"the bot used Discord routes the sandbox does not emulate "
+                                 f"(answered 501):\n{lines}")
 
     @property
     def voice_ops(self) -> dict[int, list[dict[str, Any]]]:

@@ -67,6 +67,9 @@ class Gateway:
         self.connections: list[Connection] = []
         self.stats: dict[int, BotStats] = {}
         self.voice_ops: dict[int, list[dict[str, Any]]] = {}
+        self.member_requests: list[dict[str, Any]] = []  # every op 8 payload, answered or not
+        # (bot user id, guild id) -> the voice credentials Discord last issued: token, endpoint, session_id
+        self.voice_servers: dict[tuple[int, int], dict[str, str]] = {}
         self._counter = 0
 
     def stats_for(self, user_id: int) -> BotStats:
@@ -359,10 +362,17 @@ class Gateway:
                            self_mute=bool(d.get("self_mute")), self_deaf=bool(d.get("self_deaf")))
         guild.voice_states[app.user_id] = state
         self.dispatch_voice_state(guild, state)
-        token = _digest("voice", app.user_id, guild_id, self.state.ids.next())[:16]
-        session.dispatch("VOICE_SERVER_UPDATE", {"token": token, "guild_id": str(guild_id),
-                                                 "endpoint": VOICE_ENDPOINT})
+        self.send_voice_server(session, guild_id)
+
+    def send_voice_server(self, session: Session, guild_id: int) -> dict[str, str]:
+        """A fresh voice token for this bot in this guild (VOICE_SERVER_UPDATE), remembered as issued."""
+        token = _digest("voice", session.app.user_id, guild_id, self.state.ids.next())[:16]
+        data = {"token": token, "guild_id": str(guild_id), "endpoint": VOICE_ENDPOINT}
+        session.dispatch("VOICE_SERVER_UPDATE", data)
+        self.voice_servers[(session.app.user_id, guild_id)] = {
+            "token": token, "endpoint": VOICE_ENDPOINT, "session_id": session.session_id}
         self.notify()
+        return data
 
     def dispatch_voice_state(self, guild: Guild, state: VoiceState) -> None:
         data = state.to_dict()
@@ -371,6 +381,7 @@ class Gateway:
 
     def leave_voice(self, guild: Guild, user_id: int) -> None:
         state = guild.voice_states.pop(user_id, None)
+        self.voice_servers.pop((user_id, guild.id), None)
         if state is None:
             return
         state.channel_id = None
@@ -378,10 +389,14 @@ class Gateway:
 
     def _request_members(self, conn: Connection, session: Session, d: dict[str, Any]) -> None:
         query, user_ids = d.get("query"), d.get("user_ids")
-        if (query == "" and not user_ids and not session.intents & INTENT_GUILD_MEMBERS) or (
-                d.get("presences") and not session.intents & INTENT_GUILD_PRESENCES):
-            conn.close(4013, "Invalid intent(s).")
+        self.member_requests.append(dict(d))
+        if query == "" and not user_ids and not session.intents & INTENT_GUILD_MEMBERS:
+            # Discord neither answers nor closes: the whole member list needs GUILD_MEMBERS, and the
+            # client's request simply never completes (discord.py's chunk_guild() then times out).
+            log.info("gateway: %s asked for all members without GUILD_MEMBERS; not answered", session.app.name)
             return
+        if not session.intents & INTENT_GUILD_PRESENCES:
+            d = {**d, "presences": False}  # Discord: without GUILD_PRESENCES `presences` is always false
         guild_ids = d.get("guild_id")
         for gid in guild_ids if isinstance(guild_ids, list) else [guild_ids]:
             guild = self.state.guilds.get(int(gid))

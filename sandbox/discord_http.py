@@ -31,6 +31,17 @@ class ApiError(Exception):
         return body
 
 
+class NotEmulated(ApiError):
+    """A request the sandbox cannot answer faithfully: 501, a status no real Discord route uses.
+
+    Never a plausible 404 "Unknown ...": the client must not mistake a sandbox gap for Discord's answer.
+    Every one is recorded (`DiscordEmulator.unimplemented`) so the test that caused it fails.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(501, 0, f"sandbox: {what} not emulated")
+
+
 def unknown(kind: str, code: int) -> ApiError:
     return ApiError(404, code, f"Unknown {kind}")
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from .discord_options import InvalidInvocation, OptionChecker
 from .discord_state import BotApp, DiscordState, make_interaction_token
 
 log = logging.getLogger(__name__)
@@ -16,8 +17,6 @@ APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 PONG, MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE, AUTOCOMPLETE_RESULT, MODAL = 1, 4, 5, 6, 7, 8, 9
 EPHEMERAL, LOADING = 1 << 6, 1 << 7
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
-# Option types.
-OPT_SUBCOMMAND, OPT_GROUP, OPT_STRING, OPT_INTEGER, OPT_BOOLEAN, OPT_NUMBER = 1, 2, 3, 4, 5, 10
 
 
 @dataclass
@@ -154,50 +153,28 @@ class InteractionTimeout(TimeoutError):
         self.received = received
 
 
-class CommandNotAvailable(Exception):
-    """Discord would not show this command to this member (default_member_permissions)."""
+class CommandNotAvailable(InvalidInvocation):
+    """Discord would not show this command to this member (default_member_permissions, no permission)."""
 
 
-def _option_type(value: Any) -> int:
-    if isinstance(value, bool):
-        return OPT_BOOLEAN
-    if isinstance(value, int):
-        return OPT_INTEGER
-    if isinstance(value, float):
-        return OPT_NUMBER
-    return OPT_STRING
+class CommandNotRegistered(CommandNotAvailable):
+    """The application has no such command (globally or in the guild): no client would show it."""
 
 
-def _leaf_options(options: dict[str, Any], schema: list[dict[str, Any]], focused: str | None) -> list[dict[str, Any]]:
-    types = {o.get("name"): o.get("type") for o in schema}
-    built = []
-    for name, value in options.items():
-        if isinstance(value, dict) and "type" in value:
-            opt = {"name": name, **value}
-        else:
-            opt = {"name": name, "type": types.get(name) or _option_type(value), "value": value}
-        if name == focused:
-            opt["focused"] = True
-        built.append(opt)
-    return built
+def build_command_data(state: DiscordState, app: BotApp, command: str, options: dict[str, Any] | None,
+                       registered: dict[str, Any], *, guild_id: int, channel_id: int, user_id: int,
+                       focused: str | None = None) -> dict[str, Any]:
+    """`data` of a chat-input interaction; "queue show" is a subcommand, "a b c" group + subcommand.
 
-
-def build_command_data(command: str, options: dict[str, Any] | None, registered: dict[str, Any] | None,
-                       command_id: int, guild_id: int | None, focused: str | None = None) -> dict[str, Any]:
-    """`data` of a chat-input interaction; "queue show" becomes a subcommand, "a b c" group + subcommand."""
-    parts = command.split()
-    schema = list((registered or {}).get("options") or [])
-    path: list[tuple[str, int]] = []
-    for depth, part in enumerate(parts[1:]):
-        kind = OPT_GROUP if depth == 0 and len(parts) == 3 else OPT_SUBCOMMAND
-        path.append((part, kind))
-        schema = next((list(o.get("options") or []) for o in schema if o.get("name") == part), [])
-    leaf = _leaf_options(dict(options or {}), schema, focused)
-    for name, kind in reversed(path):
-        leaf = [{"name": name, "type": kind, "options": leaf}]
-    data: dict[str, Any] = {"id": str(command_id), "name": parts[0], "type": 1, "options": leaf}
-    if guild_id is not None:
-        data["guild_id"] = str(guild_id)
+    Options are checked against the registered schema (`InvalidInvocation` when Discord would refuse them).
+    """
+    checker = OptionChecker(state, guild_id, channel_id, user_id, registered, app.name)
+    built = checker.build(command, dict(options or {}), focused)
+    data: dict[str, Any] = {"id": registered["id"], "name": registered["name"], "type": 1, "options": built.options}
+    if built.resolved:
+        data["resolved"] = built.resolved
+    if registered.get("guild_id") is not None:
+        data["guild_id"] = registered["guild_id"]
     return data
 
 

@@ -24,6 +24,7 @@ ALLOWED_CALLBACKS = {
     MODAL_SUBMIT: {MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE},
 }
 ORIGINAL = "@original"
+TRUE_VALUES = ("1", "true", "True")
 
 
 class InteractionRoutes:
@@ -93,9 +94,12 @@ class InteractionRoutes:
             raise ApiError(400, 50035, "Invalid Form Body", {"data": {"choices": {"_errors": [
                 {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 25 or fewer in length."}]}}})
         record.callback_type, record.callback_data, record.callback_at = ctype, data, now
-        record.callback_attempts.append(200)
+        with_response = call.query.get("with_response") in TRUE_VALUES
+        record.callback_attempts.append(200 if with_response else 204)
         self.gateway.notify()
         log.info("interaction %s acknowledged with type %s after %.3fs", record.id, ctype, now - record.dispatched_at)
+        if not with_response:
+            return 204, None  # Discord's default: no body unless the client asks for the callback response
         original = self.state.messages.get(record.original_message_id or 0)
         resource: dict[str, Any] = {"type": ctype}
         if message is not None:
@@ -181,7 +185,7 @@ class InteractionRoutes:
                 self.gateway.dispatch_message_create(message)
         record.followups.append(message)
         self.gateway.notify()
-        if call.query.get("wait") not in ("1", "true", "True"):
+        if call.query.get("wait") not in TRUE_VALUES:
             return 204, None
         return 200, message
 

@@ -133,3 +133,20 @@ async def start_bot(number: int, env: Mapping[str, str], *, log_dir: Path, extra
         full["PYTHONPATH"] = os.pathsep.join(str(p) for p in python_path)
     args = [sys.executable, str(ROOT / "bot.py"), "--bot", str(number), "--env-file", os.devnull, *extra_args]
     return await Proc.start(args, env=full, name=f"bot {number}")
+
+
+async def register_commands(env: Mapping[str, str], *args: str, timeout: float = 60.0) -> str:
+    """Register the bots' slash commands through the real `register_commands.py` (default: globally).
+
+    `env` is a sandbox's bot_env(apps); `args` e.g. ("--guild", "123"). The sandbox refuses to invoke a
+    command that was not registered, just as a Discord client would not show it. Returns the output.
+    """
+    where = args if any(a in ("--guild", "--global") for a in args) else ("--global", *args)
+    cmd = [sys.executable, str(ROOT / "register_commands.py"), "--env-file", os.devnull, *where]
+    proc = await Proc.start(cmd, env=clean_env(env), name="register_commands.py")
+    try:
+        code = await proc.wait(timeout=timeout)
+    finally:
+        await proc.kill()
+    assert code == 0, f"register_commands.py exited with {code}:\n{proc.output}"
+    return proc.output

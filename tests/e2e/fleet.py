@@ -6,6 +6,7 @@ its own, so tests do not share players or queues even though they share the bot 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.control import Sandbox, World
-from tests.helpers import Proc, start_bot
+from tests.helpers import Proc, register_commands, start_bot
 
 _guild_numbers = itertools.count(1)
 
@@ -25,6 +26,17 @@ class Fleet:
     apps: list[Any]
     bots: list[Proc]
     log_dir: Path
+    _registration: asyncio.Task | None = field(default=None, repr=False)
+
+    async def register(self) -> None:
+        """Register the fleet's commands globally through the real register_commands.py, once.
+
+        The sandbox invokes only registered commands and checks options against what was registered;
+        start_fleet does this while the bots start, Scene.cmd for fleets assembled by hand.
+        """
+        if self._registration is None:
+            self._registration = asyncio.create_task(register_commands(self.sandbox.bot_env(self.apps)))
+        await asyncio.shield(self._registration)
 
     @property
     def discord(self):
@@ -60,21 +72,26 @@ async def running_fleet(tmp_path_factory, count: int, *, sandbox_options: dict[s
             await fleet.stop()
         # A route the Lavalink emulator does not serve fails the module that hit it (issue 10).
         assert not sandbox.lavalink.unimplemented, f"Lavalink routes not emulated: {sandbox.lavalink.unimplemented}"
+        sandbox.discord.assert_all_emulated()  # a Discord route the sandbox answered 501 fails the module
 
 
 async def start_fleet(sandbox: Sandbox, count: int, log_dir: Path, **env: str) -> Fleet:
     apps = sandbox.add_bots(count)
     full_env = {**sandbox.bot_env(apps), **env}
-    bots = [await start_bot(n, full_env, log_dir=log_dir) for n in range(1, count + 1)]
-    fleet = Fleet(sandbox, apps, bots, log_dir)
+    fleet = Fleet(sandbox, apps, [], log_dir)
+    registration = asyncio.create_task(fleet.register())  # while the bots start
     try:
-        for app, bot in zip(apps, bots):
+        for n in range(1, count + 1):
+            fleet.bots.append(await start_bot(n, full_env, log_dir=log_dir))
+        await registration
+        for app, bot in zip(apps, fleet.bots):
             await sandbox.discord.wait_until_ready(app, timeout=30)
             await bot.wait_for_line(r"ready as", timeout=15)
             await sandbox.lavalink.wait_for(
                 lambda app=app: any(s["user_id"] == app.user_id and s["client_ready"]
                                     for s in sandbox.lavalink.sessions.values()), timeout=20)
     except BaseException:
+        registration.cancel()
         await fleet.stop()
         raise
     return fleet
@@ -104,6 +121,7 @@ class Scene:
                                              None if channel is None else self.voice(channel))
 
     async def cmd(self, bot: int, member: str, command: str, timeout: float = 15.0, **options: Any):
+        await self.fleet.register()
         result = await self.fleet.discord.invoke(self.app(bot), guild_id=self.guild_id, channel_id=self.world.text_id,
                                                  user_id=self.member(member), command=command,
                                                  options=options or None, timeout=timeout)

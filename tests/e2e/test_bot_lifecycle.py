@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.helpers import NO_ZSTD_DIR
+from tests.helpers import NO_ZSTD_DIR, register_commands
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -15,6 +15,8 @@ GUILDS_AND_VOICE_STATES = (1 << 0) | (1 << 7)
 
 
 async def ping(sandbox, app, world, member="alice"):
+    if not sandbox.discord.commands(app):
+        await register_commands(sandbox.bot_env([app]))
     return await sandbox.discord.invoke(app, guild_id=world.guild_id, channel_id=world.text_id,
                                         user_id=world.member_ids[member], command="ping", timeout=10)
 
@@ -47,7 +49,7 @@ async def test_bot_reaches_ready_and_answers_ping(sandbox, run_bot, tmp_path, co
     assert stats["compression"][-1] == compression
     assert stats["identifies"] == 1
     assert stats["intents"] == GUILDS_AND_VOICE_STATES  # no privileged intents, nothing unneeded
-    assert sandbox.discord.unknown_routes == []
+    assert sandbox.discord.unimplemented == []
 
     log_file = tmp_path / "logs" / "bot-1.log"
     assert log_file.exists()

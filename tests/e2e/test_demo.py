@@ -21,6 +21,8 @@ async def test_fleet_demo_plays_its_scene_and_stops_cleanly(tmp_path):
         await demo.kill()
     out = demo.output
     for expected in (
+        "registered the slash commands with register_commands.py --global:",
+        "| Bot 3 (Music 3): updated: +ping",
         "all three bots are READY",
         "alice uses /ping  on Music 3 (only they see it):",
         "| Pong! Gateway latency:",
@@ -41,4 +43,5 @@ async def test_fleet_demo_plays_its_scene_and_stops_cleanly(tmp_path):
         assert expected in out, f"missing {expected!r} in:\n{out}"
     assert re.search(r"Bot 2: (STARTING|RUNNING) -> BACKOFF \(signal SIGKILL", out), out
     assert "Traceback" not in out
+    assert out.index("register_commands.py --global") < out.index("uses /ping")  # registered before the scene
     assert sorted(p.name for p in tmp_path.glob("bot-*.log")) == ["bot-1.log", "bot-2.log", "bot-3.log"]

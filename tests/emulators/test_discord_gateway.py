@@ -210,3 +210,22 @@ def _set_on(name: str, event: asyncio.Event):  # noqa: ANN202 - builds a named e
 
     handler.__name__ = name
     return handler
+
+
+async def test_member_list_request_without_members_intent_is_never_answered() -> None:
+    """Discord neither answers nor closes (no 4013): the client's request simply never completes."""
+    async with DiscordEmulator() as emu:
+        world = await make_world(emu)
+        async with raw_gateway(emu) as gw:
+            await gw.identify(world.app.token, intents=1 | (1 << 7))
+            await gw.recv_dispatch("GUILD_CREATE")
+            await gw.send(8, {"guild_id": world.guild.id, "query": "", "limit": 0, "nonce": "all"})
+            await gw.send(8, {"guild_id": world.guild.id, "user_ids": [world.user.id], "presences": True,
+                              "nonce": "one"})
+            chunk = await gw.recv_dispatch("GUILD_MEMBERS_CHUNK")
+            assert chunk["d"]["nonce"] == "one" and "presences" not in chunk["d"]  # no GUILD_PRESENCES
+            assert [m["user"]["id"] for m in chunk["d"]["members"]] == [str(world.user.id)]
+            await gw.send(1, None)
+            assert (await gw.recv())["op"] == 11  # still connected, and the first request got nothing
+        assert [r["nonce"] for r in emu.gateway.member_requests] == ["all", "one"]
+        assert emu.gateway_stats(world.app)["server_closes"] == []

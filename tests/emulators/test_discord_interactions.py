@@ -12,7 +12,9 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from sandbox.discord_emulator import CommandNotAvailable, DiscordEmulator, InteractionTimeout
+from sandbox.discord_emulator import (
+    CommandNotAvailable, CommandNotRegistered, DiscordEmulator, InteractionTimeout,
+)
 from tests.emulators.discord_helpers import World, make_world, running
 
 pytestmark = pytest.mark.timeout(60)
@@ -181,10 +183,12 @@ async def test_late_callback_is_10062() -> None:
         assert emu.interactions[-1].callback_attempts == [404]
 
 
-async def test_unknown_command_times_out_and_hidden_command_refused() -> None:
+async def test_unregistered_command_and_hidden_command_refused() -> None:
     async with DiscordEmulator() as emu, synced_bot(emu) as (world, _):
-        with pytest.raises(InteractionTimeout):
+        dispatched = len(emu.interactions)
+        with pytest.raises(CommandNotRegistered, match=r"/nothere is not registered for Music 1"):
             await emu.invoke(world.app, **_who(world), command="nothere", timeout=0.5)
+        assert len(emu.interactions) == dispatched  # nothing reached the bot
         with pytest.raises(CommandNotAvailable):
             await emu.invoke(world.app, **_who(world), command="admin")
         res = await emu.invoke(world.app, guild_id=world.guild.id, channel_id=world.text.id,

@@ -52,9 +52,10 @@ async def test_unauthorized_and_unknown_route() -> None:
         status, body, _ = await _rest(emu, world, "GET", "/users/@me", token="not-a-token")
         assert (status, body) == (401, {"message": "401: Unauthorized", "code": 0})
         status, body, headers = await _rest(emu, world, "GET", "/guilds/1/bans/nope")
-        assert (status, body) == (404, {"message": "404: Not Found", "code": 0})
+        assert (status, body) == (501, {"message": "sandbox: route not emulated", "code": 0})
         assert headers["Content-Type"] == "application/json"
-        assert emu.unknown_routes == [("GET", "/guilds/1/bans/nope")]
+        assert [tuple(u[:2]) for u in emu.unimplemented] == [("GET", "/guilds/1/bans/nope")]
+        emu.unimplemented.clear()
 
 
 async def test_bulk_overwrite_global_and_guild() -> None:
@@ -92,6 +93,28 @@ async def test_command_validation_is_50035() -> None:
         assert "name" in body["errors"]["0"] and "description" in body["errors"]["1"]
         status, body, _ = await _rest(emu, world, "PUT", path, [_cmd(f"c{i}") for i in range(101)])
         assert status == 400 and body["code"] == 50035
+        assert emu.commands(world.app) == []
+
+
+@pytest.mark.parametrize(("option", "field"), [
+    ({"type": 12}, "type"),
+    ({"type": 5, "choices": [{"name": "yes", "value": True}]}, "choices"),
+    ({"type": 3, "choices": [{"name": f"c{i}", "value": f"c{i}"} for i in range(26)]}, "choices"),
+    ({"type": 4, "choices": [{"name": "one", "value": "1"}]}, "choices"),
+    ({"type": 3, "choices": [{"name": "a", "value": "a"}], "autocomplete": True}, "autocomplete"),
+    ({"type": 3, "min_value": 1}, "min_value"),
+    ({"type": 4, "min_value": 5, "max_value": 1}, "min_value"),
+    ({"type": 3, "max_length": 6001}, "min_length"),
+    ({"type": 4, "channel_types": [2]}, "channel_types"),
+])
+async def test_option_schemas_discord_rejects_are_50035(option, field) -> None:
+    async with DiscordEmulator() as emu:
+        world = await make_world(emu)
+        path = f"/applications/{world.app.application_id}/commands"
+        opt = {"name": "value", "description": "A value", **option}
+        status, body, _ = await _rest(emu, world, "PUT", path, [_cmd("ok"), _cmd("set", options=[opt])])
+        assert status == 400 and body["code"] == 50035
+        assert list(body["errors"]) == ["1"] and field in body["errors"]["1"]["options"]["0"], body
         assert emu.commands(world.app) == []
 
 
@@ -226,6 +249,8 @@ async def test_multipart_payload_json() -> None:
 async def test_raw_callback_body_and_webhook_expiry() -> None:
     async with DiscordEmulator(interaction_token_ttl=0.3) as emu:
         world = await make_world(emu)
+        await _rest(emu, world, "PUT", f"/applications/{world.app.application_id}/commands",
+                    [_cmd("play", options=[{"type": 3, "name": "query", "description": "What", "required": True}])])
         async with raw_gateway(emu) as gw:
             await gw.identify(world.app.token)
             invoke = asyncio.create_task(emu.invoke(world.app, guild_id=world.guild.id, channel_id=world.text.id,
@@ -265,6 +290,8 @@ async def test_tokens_never_logged(caplog: pytest.LogCaptureFixture) -> None:
         async with running(emu, world.app) as client:
             await client.get_channel(world.text.id).send("hi")
         await _rest(emu, world, "GET", f"/channels/{world.text.id}/{world.app.token}")
+        assert [u.path for u in emu.unimplemented] == [f"/channels/{world.text.id}/<token>"]
+        emu.unimplemented.clear()
         await _rest(emu, world, "GET", "/users/@me", token=bad)
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(emu.gateway_url) as ws:
@@ -276,3 +303,45 @@ async def test_tokens_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert not [line for line in sandbox_lines if world.app.token in line or bad in line]
     assert any("<token>" in r.path for r in emu.requests)
     assert not any(world.app.token in r.path for r in emu.requests)
+
+
+async def test_callback_is_204_without_with_response_and_200_with_it() -> None:
+    async with DiscordEmulator() as emu:
+        world = await make_world(emu)
+        await _rest(emu, world, "PUT", f"/applications/{world.app.application_id}/commands", [_cmd("ping")])
+        async with raw_gateway(emu) as gw, aiohttp.ClientSession() as session:
+            await gw.identify(world.app.token)
+            answers = []
+            for query in ("", "?with_response=true"):
+                invoke = asyncio.create_task(emu.invoke(world.app, guild_id=world.guild.id, channel_id=world.text.id,
+                                                        user_id=world.user.id, command="ping"))
+                event = (await gw.recv_dispatch("INTERACTION_CREATE"))["d"]
+                url = f"{emu.api_base}/interactions/{event['id']}/{event['token']}/callback{query}"
+                async with session.post(url, json={"type": 4, "data": {"content": "pong"}}) as resp:
+                    answers.append((resp.status, await resp.read()))
+                assert (await invoke).content == "pong"
+        assert answers[0] == (204, b"")
+        assert [r.callback_attempts for r in emu.interactions] == [[204], [200]]
+        assert answers[1][0] == 200 and json.loads(answers[1][1])["resource"]["message"]["content"] == "pong"
+
+
+async def test_unemulated_routes_are_501_recorded_and_fail_the_emulator(caplog: pytest.LogCaptureFixture) -> None:
+    emu = DiscordEmulator()
+    with pytest.raises(AssertionError, match=r"(?s)does not emulate.*DELETE /users/@me: sandbox: route \(only "
+                                             r"other methods of this path are\) not emulated.*GET /guilds/1/bans"):
+        async with emu:
+            world = await make_world(emu)
+            for method, path in (("DELETE", "/users/@me"), ("GET", "/guilds/1/bans/2")):
+                status, body, headers = await _rest(emu, world, method, path)
+                assert status == 501 and headers["Content-Type"] == "application/json"
+                assert body["message"].startswith("sandbox: route") and body["code"] == 0
+            async with running(emu, world.app) as client:
+                with pytest.raises(discord.DiscordServerError) as info:  # 501 is not retried by discord.py
+                    await client.http.request(discord.http.Route("GET", "/guilds/{guild_id}/bans",
+                                                                 guild_id=world.guild.id))
+                assert info.value.status == 501 and "sandbox: route not emulated" in str(info.value)
+            assert [(u.method, u.path) for u in emu.unimplemented] == [
+                ("DELETE", "/users/@me"), ("GET", "/guilds/1/bans/2"), ("GET", f"/guilds/{world.guild.id}/bans")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("sandbox")]
+    assert any("DELETE /users/@me -> 501" in w for w in warnings) and any("/guilds/1/bans/2 -> 501" in w
+                                                                           for w in warnings)
