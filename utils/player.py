@@ -4,15 +4,17 @@ requesters, leave timers). One per guild, living in this bot process only."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import discord
 import wavelink
 
 from utils.snapshots import HISTORY_KEPT, GuildSnapshot
 from utils.tracklist import LoopMode
+from utils.versioned_queue import VersionedQueue
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,22 @@ def track_payload(track: wavelink.Playable) -> dict[str, Any]:
     return {**track.raw_data, "userData": dict(track.extras)}
 
 
+def _build_snapshot(*, current: wavelink.Playable | None, queue: list[wavelink.Playable],
+                    history: list[wavelink.Playable], **fields: Any) -> GuildSnapshot:
+    """A captured player state (see MusicPlayer.capture) as a snapshot; runs on the snapshot writer's thread."""
+    return GuildSnapshot(current=track_payload(current) if current is not None else None,
+                         queue=[track_payload(t) for t in queue], history=[track_payload(t) for t in history],
+                         **fields)
+
+
 class MusicPlayer(wavelink.Player):
     home: discord.abc.Messageable | None
     panel_message: discord.Message | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queue: VersionedQueue = VersionedQueue()  # counts its changes: cheap "did anything change?" checks
+        self.position_changes = 0  # bumped when the position jumps (play, seek): a snapshot must be rewritten
         self.home = None
         self.panel_message = None
         self.control_lock = asyncio.Lock()  # serializes toggles (the panel's pause button)
@@ -137,36 +149,64 @@ class MusicPlayer(wavelink.Player):
             except discord.HTTPException:
                 log.info("guild %s: could not say why I left", self.guild and self.guild.id)
 
+    # wavelink 3.5 leaves its position basis alone on play() and seek() until Lavalink's next playerUpdate
+    # (5 s apart by default), so `position` reports the old place meanwhile. Set the basis when the request
+    # succeeded, as Lavalink does: snapshots (and the panel) then see the new position at once.
+    def _set_position_basis(self, position: int) -> None:
+        self._last_position = position
+        self._last_update = time.monotonic_ns()
+        self.position_changes += 1
+
+    async def play(self, track: wavelink.Playable, *args: Any, start: int = 0, **kwargs: Any) -> wavelink.Playable:
+        played = await super().play(track, *args, start=start, **kwargs)
+        self._set_position_basis(start)
+        return played
+
+    async def seek(self, position: int = 0, /) -> None:
+        await super().seek(position)
+        if self.current is not None:
+            self._set_position_basis(position)
+
     def fingerprint(self) -> tuple:
-        """Everything a snapshot holds but the position: when this changes, the snapshot is out of date."""
+        """Everything a snapshot holds but a steadily advancing position: when this changes, the snapshot is out
+        of date. O(1): the queues count their own changes (VersionedQueue), so no track is looked at."""
         history = self.queue.history
+        current = self.current
         return (getattr(self.channel, "id", None), getattr(self.home, "id", None),
                 self.panel_message.id if self.panel_message is not None else None,
-                self.current.encoded if self.current is not None else None, self.paused, self.volume,
-                self.loop_mode, self.autoplay_on, tuple(t.encoded for t in self.queue),
-                len(history) if history is not None else 0)
+                current.encoded if current is not None else None, self.position_changes, self.paused, self.volume,
+                self.queue.mode, self.autoplay, self.queue.version,
+                history.version if isinstance(history, VersionedQueue) else None)
 
-    def snapshot(self) -> GuildSnapshot | None:
-        """What a restarted bot needs to carry on here; None when there is nothing worth restoring."""
+    def capture(self) -> Callable[[], GuildSnapshot] | None:
+        """The player's state now, cheaply (references and list copies, no track is encoded), as a function that
+        builds the snapshot later, off the event loop. None when there is nothing worth restoring."""
         current = self.current
         if self.guild is None or self.channel is None or (current is None and not self.queue):
             return None
         history = self.queue.history
         home = self.home
-        return GuildSnapshot(
+        return functools.partial(
+            _build_snapshot,
             guild_id=self.guild.id,
             voice_channel_id=self.channel.id,
             home_channel_id=getattr(home, "id", None),
             panel_message_id=self.panel_message.id if self.panel_message is not None else None,
-            current=track_payload(current) if current is not None else None,
+            current=current,
             position=self.position if current is not None else 0,
             paused=self.paused,
             volume=self.volume,
             loop=self.loop_mode.value,
             autoplay=self.autoplay_on,
-            queue=[track_payload(t) for t in self.queue],
-            history=[track_payload(t) for t in list(history)[-HISTORY_KEPT:]] if history is not None else [],
+            queue=self.queue[:],
+            history=history[-HISTORY_KEPT:] if history is not None else [],
+            saved_at=time.time(),
         )
+
+    def snapshot(self) -> GuildSnapshot | None:
+        """What a restarted bot needs to carry on here; None when there is nothing worth restoring."""
+        build = self.capture()
+        return build() if build is not None else None
 
     async def restore(self, snapshot: GuildSnapshot) -> wavelink.Playable | None:
         """Load a snapshot into this freshly connected player and resume the track where it was."""
@@ -180,7 +220,7 @@ class MusicPlayer(wavelink.Player):
                 await self.play(self.queue.get(), volume=snapshot.volume)
             return None
         track = wavelink.Playable(snapshot.current)
-        start = 0 if track.is_stream else min(snapshot.position, max(0, track.length - 1000))
+        start = 0 if track.is_stream else min(snapshot.position_at(), max(0, track.length - 1000))
         await self.play(track, start=start, volume=snapshot.volume, paused=snapshot.paused, add_history=False)
         if snapshot.volume == 0:  # play(volume=0) falls back to the current volume in wavelink 3.5
             await self.set_volume(0)

@@ -4,6 +4,12 @@ Each bot owns one directory (STATE_DIR/bot-N); nothing in it is read or written 
 process. Files are written atomically (temporary file + rename), so a crash mid-write leaves the
 previous snapshot intact. A file that cannot be understood is set aside (renamed *.bad) with one
 log line and never blocks a start.
+
+A snapshot is rewritten only when the player changes, not while a track merely plays on: the
+position a restore uses is computed from the saved position, the time it was saved and the pause
+flag (`GuildSnapshot.position_at`). How long the bot has been gone is measured from the later of
+`saved_at` and the bot's heartbeat file (`alive`, touched every few seconds while it runs), so an
+hour-long stream that was never rewritten still counts as fresh after a crash.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +67,9 @@ class GuildSnapshot:
     version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose: the tracks are JSON-ready dicts already, and dataclasses.asdict() would deep-copy
+        # every one of them (most of the cost of a 500-track snapshot).
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: Any) -> GuildSnapshot:
@@ -94,15 +102,49 @@ class GuildSnapshot:
             saved_at=float(saved_at),
         )
 
-    def age(self, now: float | None = None) -> float:
-        return (time.time() if now is None else now) - self.saved_at
+    def age(self, now: float | None = None, alive: float | None = None) -> float:
+        """Seconds since the bot last vouched for this snapshot: saved it, or (`alive`) was still running."""
+        return (time.time() if now is None else now) - max(self.saved_at, alive or 0.0)
+
+    def position_at(self, now: float | None = None) -> int:
+        """Where the current track is by `now` (wall clock), had it played on since the snapshot was saved:
+        the saved position, plus the time since unless paused, capped at the track's length; 0 for a stream."""
+        if self.current is None:
+            return 0
+        info = self.current.get("info") or {}
+        if info.get("isStream"):
+            return 0
+        position = self.position
+        if not self.paused:
+            position += max(0, int(((time.time() if now is None else now) - self.saved_at) * 1000))
+        length = info.get("length")
+        if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+            position = min(position, length)
+        return position
 
 
 class SnapshotStore:
-    """The snapshot files of one bot: STATE_DIR/bot-N/guild-<id>.json."""
+    """The snapshot files of one bot: STATE_DIR/bot-N/guild-<id>.json, and its heartbeat file `alive`."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    @property
+    def heartbeat_path(self) -> Path:
+        return self.directory / "alive"
+
+    def heartbeat(self) -> None:
+        """The bot is running: touch `alive` (metadata only, no fsync; losing one beat costs nothing).
+        Without a directory there is no snapshot to vouch for."""
+        if self.directory.is_dir():
+            self.heartbeat_path.touch()
+
+    def last_alive(self) -> float | None:
+        """When the previous run last said it was alive (wall clock), or None."""
+        try:
+            return self.heartbeat_path.stat().st_mtime
+        except OSError:
+            return None
 
     def path(self, guild_id: int) -> Path:
         return self.directory / f"guild-{guild_id}.json"
