@@ -149,9 +149,10 @@ class MusicPlayer(wavelink.Player):
             except discord.HTTPException:
                 log.info("guild %s: could not say why I left", self.guild and self.guild.id)
 
-    # wavelink 3.5 leaves its position basis alone on play() and seek() until Lavalink's next playerUpdate
-    # (5 s apart by default), so `position` reports the old place meanwhile. Set the basis when the request
-    # succeeded, as Lavalink does: snapshots (and the panel) then see the new position at once.
+    # wavelink 3.5 leaves its position basis alone on play(), seek() and pause() until Lavalink's next
+    # playerUpdate (5 s apart by default), so `position` reports the old place meanwhile (and a resumed track
+    # jumps ahead by the time it spent paused since the last update). Set the basis when the request
+    # succeeded, as Lavalink does: snapshots (and the panel) then see the right position at once.
     def _set_position_basis(self, position: int) -> None:
         self._last_position = position
         self._last_update = time.monotonic_ns()
@@ -164,6 +165,12 @@ class MusicPlayer(wavelink.Player):
 
     async def seek(self, position: int = 0, /) -> None:
         await super().seek(position)
+        if self.current is not None:
+            self._set_position_basis(position)
+
+    async def pause(self, value: bool, /) -> None:
+        position = self.position
+        await super().pause(value)
         if self.current is not None:
             self._set_position_basis(position)
 

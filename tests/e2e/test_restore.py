@@ -290,6 +290,9 @@ async def test_stale_snapshots_are_discarded(sandbox, tmp_path, run_bot):
     await bot.wait()
     data["saved_at"] -= 3600
     snapshot_file(state, 1, scene.guild_id).write_text(json.dumps(data))
+    alive = state / "bot-1" / "alive"  # the bot's heartbeat: it was last seen alive an hour ago too
+    alive.touch()
+    os.utime(alive, (data["saved_at"], data["saved_at"]))
     bot = await run_bot(1, env)
     await bot.wait_for_line(r"not restoring the player \(snapshot is \d+ s old\)", timeout=30)
     assert not snapshot_file(state, 1, scene.guild_id).exists()
@@ -303,7 +306,9 @@ async def test_sigkill_under_supervisord_comes_back_playing(sandbox, supervisor)
     await scene.join("alice", "Lounge")
     await scene.cmd(1, "alice", "play", query=track_url("supervised-song"))
     await scene.cmd(1, "alice", "play", query=track_url("supervised-next"))
-    await wait_snapshot(supervisor.home / "state", 1, scene.guild_id, lambda d: d["position"] >= 1000)
+    await wait_snapshot(supervisor.home / "state", 1, scene.guild_id, lambda d: d["current"] and d["queue"])
+    # The file is not rewritten while the song plays on: the restore must work the position out.
+    await scene.wait_player(1, lambda p: p["position"] >= 3000)
     at_kill = scene.player(1)["position"]
     since = len(sandbox.lavalink.requests)
     await kill_and_wait_back(sandbox, apps[0], await supervisor.pid("bot:bot-1"))
@@ -314,3 +319,59 @@ async def test_sigkill_under_supervisord_comes_back_playing(sandbox, supervisor)
     assert abs(start - at_kill) < 2_000, (start, at_kill)
     queue = (await scene.cmd(1, "alice", "queue")).embeds[0]["description"]
     assert "Supervised Next" in queue
+
+
+async def test_an_old_snapshot_of_a_bot_alive_until_the_crash_resumes_where_the_song_is_by_now(
+        sandbox, tmp_path, run_bot):
+    """A long song is never rewritten while it plays; the heartbeat says the bot was alive until it died."""
+    app, scene, state, env, bot = await one_bot(sandbox, tmp_path, run_bot)
+    await scene.cmd(1, "alice", "play", query=track_url("marathon-song", length=7_200_000))
+    data = await wait_snapshot(state, 1, scene.guild_id, lambda d: d["current"] is not None)
+    bot.process.kill()
+    await bot.wait()
+    data["saved_at"] -= 1800  # saved half an hour ago, at about 0:00: the song is at ~30:00 by now
+    snapshot_file(state, 1, scene.guild_id).write_text(json.dumps(data))
+    (state / "bot-1" / "alive").touch()  # ... and the bot was alive until just now
+    since = len(sandbox.lavalink.requests)
+    await run_bot(1, env)
+    await sandbox.lavalink.wait_for(lambda: restart_position(sandbox, app, scene.guild_id, since) is not None,
+                                    timeout=30)
+    start = restart_position(sandbox, app, scene.guild_id, since)
+    assert 1_800_000 <= start < 1_800_000 + 30_000, start
+    await scene.wait_message("Back after a restart - resuming **Marathon Song** at 30:", timeout=10)
+
+
+async def test_a_change_is_on_disk_within_a_second_and_a_song_playing_on_is_not_rewritten(
+        sandbox, tmp_path, run_bot):
+    app, scene, state, env, bot = await one_bot(sandbox, tmp_path, run_bot)
+    await scene.cmd(1, "alice", "play", query=track_url("steady-song"))
+    await wait_snapshot(state, 1, scene.guild_id, lambda d: d["current"] is not None)
+    changes = [("volume", {"level": 40}, lambda d: d["volume"] == 40),
+               ("loop", {"mode": "track"}, lambda d: d["loop"] == "track"),
+               ("seek", {"time": "3:00"}, lambda d: 180_000 <= d["position"] < 183_000),
+               ("pause", {}, lambda d: d["paused"] is True),
+               ("resume", {}, lambda d: d["paused"] is False)]
+    for command, options, on_disk in changes:
+        await scene.cmd(1, "alice", command, **options)
+        await wait_snapshot(state, 1, scene.guild_id, on_disk, timeout=2.0)  # promised: within 1 s
+
+    path = snapshot_file(state, 1, scene.guild_id)
+    before = path.stat()
+    start = len(sandbox.lavalink.events)
+    await sandbox.lavalink.wait_for(lambda: len(sandbox.lavalink.find_events(
+        "playerUpdate", user_id=app.user_id, guild_id=scene.guild_id, start=start)) >= 4, timeout=20)
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # four updates, no write
+    assert scene.player(1)["position"] > 182_000  # the song did play on meanwhile
+
+    # ... and the file it kept is still right: a crash now resumes where the song is, not where it was saved.
+    bot.process.kill()
+    await bot.wait()
+    at_kill = scene.player(1)["position"]
+    since = len(sandbox.lavalink.requests)
+    await run_bot(1, env)
+    await sandbox.lavalink.wait_for(lambda: restart_position(sandbox, app, scene.guild_id, since) is not None,
+                                    timeout=30)
+    start_at = restart_position(sandbox, app, scene.guild_id, since)
+    assert at_kill - 1_000 <= start_at < at_kill + 5_000, (start_at, at_kill)  # + the restart time
+    assert scene.player(1)["volume"] == 40

@@ -97,6 +97,20 @@ async def test_pause_and_resume_are_written_with_the_position(cog, player):
     assert tick(cog) == 3 and on_disk(cog)["paused"] is False
 
 
+async def test_a_paused_track_keeps_its_position_and_resumes_from_it(cog, player):
+    assert tick(cog) == 1
+    played_on(cog, player, 3.0)  # Lavalink's last update came 3 s ago; wavelink alone would still say 30 s
+    await player.pause(True)
+    assert player.position == pytest.approx(33_000, abs=500)
+    assert tick(cog) == 2
+    assert on_disk(cog)["position"] == pytest.approx(33_000, abs=500) and on_disk(cog)["paused"] is True
+    player._last_update -= int(60e9)  # a minute paused: no move, no rewrite
+    assert player.position == pytest.approx(33_000, abs=500) and tick(cog) == 2
+    await player.pause(False)
+    assert player.position == pytest.approx(33_000, abs=500)  # not 93 s: the pause did not count as playing
+    assert tick(cog) == 3 and on_disk(cog)["paused"] is False
+
+
 async def test_replaying_the_same_track_rewrites(cog, player):
     tick(cog)
     player.loop_mode = LoopMode.track
