@@ -94,8 +94,9 @@ class Persistence(commands.Cog):
         return {guild_id: player for node in self.bot.lavalink.nodes for guild_id, player in node.players.items()
                 if isinstance(player, MusicPlayer)}
 
-    def save_all(self, *, force: bool = False) -> None:
-        """Hand the writer a snapshot of every player that changed; delete those with nothing left to play."""
+    def save_all(self, *, force: bool = False, stopping: bool = False) -> None:
+        """Hand the writer a snapshot of every player that changed; delete those with nothing left to play.
+        `force`: every player, changed or not; `stopping`: the bot leaves voice next (clean shutdown)."""
         now = time.monotonic()
         players = self._players()
         for guild_id, player in players.items():
@@ -106,7 +107,7 @@ class Persistence(commands.Cog):
             if not force and saved is not None and saved.fingerprint == fingerprint and (
                     saved.empty or not drifted(saved, player, now)):
                 continue
-            build = player.capture()
+            build = player.capture(stopped=stopping)
             if build is None:
                 self._forget(guild_id)
                 self._saved[guild_id] = Saved(fingerprint, empty=True)
@@ -141,11 +142,12 @@ class Persistence(commands.Cog):
             log.exception("saving player snapshots failed")
 
     def flush_for_shutdown(self) -> None:
-        """SIGTERM: write every player's latest state before the bot leaves voice (the sampler is off by now).
+        """SIGTERM: write every player's latest state before the bot leaves voice (the sampler is off by now),
+        marked `stopped`, so the song resumes where it stopped rather than where it would have got to.
         Blocks until written (bounded): the process exits right after."""
         self.sample.cancel()
         try:
-            self.save_all(force=True)
+            self.save_all(force=True, stopping=True)
         except Exception:
             log.exception("final snapshot flush failed")
         if not self.writer.flush(SHUTDOWN_FLUSH_TIMEOUT):

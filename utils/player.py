@@ -185,9 +185,10 @@ class MusicPlayer(wavelink.Player):
                 self.queue.mode, self.autoplay, self.queue.version,
                 history.version if isinstance(history, VersionedQueue) else None)
 
-    def capture(self) -> Callable[[], GuildSnapshot] | None:
+    def capture(self, *, stopped: bool = False) -> Callable[[], GuildSnapshot] | None:
         """The player's state now, cheaply (references and list copies, no track is encoded), as a function that
-        builds the snapshot later, off the event loop. None when there is nothing worth restoring."""
+        builds the snapshot later, off the event loop. None when there is nothing worth restoring.
+        `stopped`: the bot is shutting down, so playback stops now (GuildSnapshot.stopped)."""
         current = self.current
         if self.guild is None or self.channel is None or (current is None and not self.queue):
             return None
@@ -208,6 +209,7 @@ class MusicPlayer(wavelink.Player):
             queue=self.queue[:],
             history=history[-HISTORY_KEPT:] if history is not None else [],
             saved_at=time.time(),
+            stopped=stopped,
         )
 
     def snapshot(self) -> GuildSnapshot | None:

@@ -7,9 +7,10 @@ log line and never blocks a start.
 
 A snapshot is rewritten only when the player changes, not while a track merely plays on: the
 position a restore uses is computed from the saved position, the time it was saved and the pause
-flag (`GuildSnapshot.position_at`). How long the bot has been gone is measured from the later of
-`saved_at` and the bot's heartbeat file (`alive`, touched every few seconds while it runs), so an
-hour-long stream that was never rewritten still counts as fresh after a crash.
+flag (`GuildSnapshot.position_at`). A snapshot written by a clean shutdown is marked `stopped`: the
+bot left voice then, so the song resumes where it stopped. How long the bot has been gone is
+measured from the later of `saved_at` and the bot's heartbeat file (`alive`, touched every few
+seconds while it runs), so an hour-long stream that was never rewritten still counts as fresh.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class GuildSnapshot:
     queue: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     saved_at: float = field(default_factory=time.time)
+    stopped: bool = False  # saved by a clean shutdown: playback stopped at saved_at (the bot left voice)
     version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -100,6 +102,7 @@ class GuildSnapshot:
             queue=[_track(t, f"queue[{i}]") for i, t in enumerate(queue)],
             history=[_track(t, f"history[{i}]") for i, t in enumerate(history)],
             saved_at=float(saved_at),
+            stopped=bool(data.get("stopped", False)),
         )
 
     def age(self, now: float | None = None, alive: float | None = None) -> float:
@@ -108,14 +111,15 @@ class GuildSnapshot:
 
     def position_at(self, now: float | None = None) -> int:
         """Where the current track is by `now` (wall clock), had it played on since the snapshot was saved:
-        the saved position, plus the time since unless paused, capped at the track's length; 0 for a stream."""
+        the saved position, plus the time since unless paused, capped at the track's length; 0 for a stream.
+        After a clean shutdown (`stopped`) nothing played on: the song resumes where it stopped."""
         if self.current is None:
             return 0
         info = self.current.get("info") or {}
         if info.get("isStream"):
             return 0
         position = self.position
-        if not self.paused:
+        if not self.paused and not self.stopped:
             position += max(0, int(((time.time() if now is None else now) - self.saved_at) * 1000))
         length = info.get("length")
         if isinstance(length, int) and not isinstance(length, bool) and length > 0:

@@ -395,3 +395,22 @@ async def test_a_change_is_on_disk_within_a_second_and_a_song_playing_on_is_not_
     expected = expected_restart(sandbox, app, scene.guild_id, since, at_kill, killed)
     assert abs(start_at - expected) < 1_000, (start_at, expected, at_kill)
     assert scene.player(1)["volume"] == 40
+
+
+async def test_after_sigterm_the_song_resumes_where_it_stopped(sandbox, tmp_path, run_bot):
+    """A deploy: the bot left voice, the song stopped; it must not skip the time the bot was away."""
+    app, scene, state, env, bot = await one_bot(sandbox, tmp_path, run_bot)
+    await scene.cmd(1, "alice", "play", query=track_url("deploy-position-song"))
+    await scene.wait_player(1, lambda p: p["position"] >= 3000)
+    bot.send_signal(signal.SIGTERM)
+    assert await bot.wait() == 0
+    path = snapshot_file(state, 1, scene.guild_id)
+    data = json.loads(path.read_text())
+    assert data["stopped"] is True and data["position"] >= 3000  # the final flush, written before the exit
+    data["saved_at"] -= 60  # the deploy took a minute
+    path.write_text(json.dumps(data))
+    since = len(sandbox.lavalink.requests)
+    await run_bot(1, env)
+    await sandbox.lavalink.wait_for(lambda: restart_position(sandbox, app, scene.guild_id, since) is not None,
+                                    timeout=30)
+    assert abs(restart_position(sandbox, app, scene.guild_id, since) - data["position"]) < 500

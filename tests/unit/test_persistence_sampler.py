@@ -236,3 +236,10 @@ async def test_shutdown_flush_writes_the_position_of_now(cog, player):
     played_on(cog, player, 42.0)
     cog.flush_for_shutdown()  # synchronous: on disk when it returns
     assert on_disk(cog)["position"] == pytest.approx(72_000, abs=1_000)
+    assert on_disk(cog)["stopped"] is True  # the bot leaves voice next: the song stops here
+    tick(cog)
+    writes = cog.writer.writes
+    player.queue.put(playable("after-flush"))
+    cog.save_all()
+    assert cog.writer.flush(WAIT) and cog.writer.writes == writes + 1
+    assert on_disk(cog)["stopped"] is False  # an ordinary pass never marks it stopped

@@ -98,6 +98,10 @@ def test_position_is_capped_at_the_track_length():
     assert timed(length=90_000, position=83_000).position_at(now=1_060.0) == 90_000
 
 
+def test_after_a_clean_shutdown_the_song_resumes_where_it_stopped():
+    assert timed(position=83_000, stopped=True).position_at(now=1_060.0) == 83_000
+
+
 def test_streams_and_idle_players_resume_at_zero():
     assert timed(stream=True, position=83_000).position_at(now=1_060.0) == 0
     assert snapshot(current=None, position=0).position_at() == 0
