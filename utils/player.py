@@ -7,7 +7,8 @@ import asyncio
 import functools
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import discord
 import wavelink
@@ -53,7 +54,7 @@ class MusicPlayer(wavelink.Player):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue: VersionedQueue = VersionedQueue()  # counts its changes: cheap "did anything change?" checks
-        self.position_changes = 0  # bumped when the position jumps (play, seek): a snapshot must be rewritten
+        self.position_changes = 0  # bumped by play, seek and pause (the position basis moves): rewrite the snapshot
         self.home = None
         self.panel_message = None
         self.control_lock = asyncio.Lock()  # serializes toggles (the panel's pause button)
