@@ -212,7 +212,8 @@ async def run(opts: Options) -> Result:
         f"{CHANGES_PER_S:.0f}/s over the fleet, playerUpdates every {UPDATE_EVERY} s.",
         f"First snapshots: {first['writes']} files of {size / 1024:.0f} KiB on disk in {first['seconds']:.2f} s "
         f"(writer thread CPU {first['writer_cpu_s']:.2f} s).",
-        f"Steady: sampler CPU {steady['sampler_cpu_s'] * 1000:.0f} ms over {steady['passes']} passes on the event loop, "
+        f"Steady: sampler CPU {steady['sampler_cpu_s'] * 1000:.0f} ms over {steady['passes']} passes on the event "
+        f"loop, "
         f"writer thread {steady['writer_cpu_s'] * 1000:.0f} ms; whole-process CPU vs the same simulation without "
         f"snapshots {steady['process_cpu_pct_over_baseline']:+.2f}% of a core (noisy).",
         f"Loop probe (1 ms sleep, worst lateness): {steady['probe_lag_max_ms']:.2f} ms with snapshots vs "

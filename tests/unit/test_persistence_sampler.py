@@ -176,7 +176,8 @@ def track_ended(player) -> asyncio.Future:
 async def test_every_player_call_is_on_disk_after_one_pass(cog, player, coroutine):
     tick(cog)
     calls = {"play next": lambda: player.play(player.queue.get()), "track end + auto-play": lambda: track_ended(player),
-             "volume": lambda: player.set_volume(35), "async put_wait": lambda: player.queue.put_wait(playable("waited"))}
+             "volume": lambda: player.set_volume(35),
+             "async put_wait": lambda: player.queue.put_wait(playable("waited"))}
     await calls[coroutine]()
     assert tick(cog) == 2
     data = on_disk(cog)
