@@ -153,17 +153,24 @@ class SnapshotStore:
     def path(self, guild_id: int) -> Path:
         return self.directory / f"guild-{guild_id}.json"
 
+    @staticmethod
+    def encode(snapshot: GuildSnapshot) -> bytes:
+        return json.dumps(snapshot.to_json(), separators=(",", ":")).encode()
+
     def save(self, snapshot: GuildSnapshot) -> None:
         """Atomic: readers see the old file or the new one, never half of one."""
+        self.write(snapshot.guild_id, self.encode(snapshot))
+
+    def write(self, guild_id: int, data: bytes) -> None:
+        """Atomic (temporary file, fsync, rename): readers see the old file or the new one, never half of one."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(snapshot.to_json(), separators=(",", ":")).encode()
         fd, tmp = tempfile.mkstemp(prefix=".guild-", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, self.path(snapshot.guild_id))
+            os.replace(tmp, self.path(guild_id))
         except BaseException:
             try:
                 os.unlink(tmp)
