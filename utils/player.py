@@ -13,7 +13,7 @@ from typing import Any
 import discord
 import wavelink
 
-from utils.snapshots import HISTORY_KEPT, GuildSnapshot
+from utils.snapshots import HISTORY_KEPT, GuildSnapshot, TrackPayload
 from utils.tracklist import LoopMode
 from utils.versioned_queue import VersionedQueue
 
@@ -34,9 +34,17 @@ def tag_requester(track: wavelink.Playable, user_id: int) -> None:
     track.extras = {**dict(track.extras), REQUESTER_KEY: str(user_id)}
 
 
-def track_payload(track: wavelink.Playable) -> dict[str, Any]:
-    """The Lavalink payload a Playable was built from, with its current extras (requester)."""
-    return {**track.raw_data, "userData": dict(track.extras)}
+def track_payload(track: wavelink.Playable) -> TrackPayload:
+    """The Lavalink payload a Playable was built from, with its current extras (requester). Kept on the track
+    and reused while its extras object is the same one (tag_requester replaces it), so snapshots encode each
+    track once; treat it as read-only."""
+    extras = track.extras
+    cached: tuple[object, TrackPayload] | None = getattr(track, "_snapshot_payload", None)
+    if cached is not None and cached[0] is extras:
+        return cached[1]
+    payload = TrackPayload({**track.raw_data, "userData": dict(extras)})
+    track._snapshot_payload = (extras, payload)  # type: ignore[attr-defined]
+    return payload
 
 
 def _build_snapshot(*, current: wavelink.Playable | None, queue: list[wavelink.Playable],

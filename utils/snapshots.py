@@ -31,6 +31,22 @@ LOOP_MODES = ("off", "track", "queue")
 HISTORY_KEPT = 50
 
 
+class TrackPayload(dict):
+    """A track's Lavalink payload that remembers its own JSON text once encoded (see SnapshotStore.encode).
+    Treat it as read-only: the same object is reused for every snapshot the track appears in."""
+
+    json_text: str | None = None
+
+
+def _track_json(payload: dict[str, Any]) -> str:
+    text = getattr(payload, "json_text", None)
+    if text is None:
+        text = json.dumps(payload, separators=(",", ":"))
+        if isinstance(payload, TrackPayload):
+            payload.json_text = text
+    return text
+
+
 class SnapshotError(ValueError):
     """A snapshot file that is not one we can restore (corrupt, truncated, older format)."""
 
@@ -155,7 +171,16 @@ class SnapshotStore:
 
     @staticmethod
     def encode(snapshot: GuildSnapshot) -> bytes:
-        return json.dumps(snapshot.to_json(), separators=(",", ":")).encode()
+        """The snapshot as JSON. Tracks are encoded once (TrackPayload keeps its text) and joined: a 500-track
+        queue that lost one song costs a join, not 500 encodings, and no long C call holds the GIL."""
+        fields = snapshot.to_json()
+        current, queue, history = fields.pop("current"), fields.pop("queue"), fields.pop("history")
+        head = json.dumps(fields, separators=(",", ":"))
+        return "".join((
+            head[:-1], ',"current":', "null" if current is None else _track_json(current),
+            ',"queue":[', ",".join(map(_track_json, queue)), '],"history":[', ",".join(map(_track_json, history)),
+            "]}",
+        )).encode()
 
     def save(self, snapshot: GuildSnapshot) -> None:
         """Atomic: readers see the old file or the new one, never half of one."""

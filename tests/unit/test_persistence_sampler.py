@@ -14,6 +14,7 @@ import wavelink
 
 from commands.persistence import DRIFT_MS, Persistence
 from tests.offline_player import offline_bot, offline_node, offline_player, playable
+from utils.player import tag_requester, track_payload
 from utils.tracklist import LoopMode, move, remove_at, skip_to
 from utils.versioned_queue import VersionedQueue
 
@@ -244,3 +245,13 @@ async def test_shutdown_flush_writes_the_position_of_now(cog, player):
     cog.save_all()
     assert cog.writer.flush(WAIT) and cog.writer.writes == writes + 1
     assert on_disk(cog)["stopped"] is False  # an ordinary pass never marks it stopped
+
+
+def test_a_track_payload_is_kept_on_the_track_until_its_requester_changes():
+    track = playable("cached")
+    first = track_payload(track)
+    assert track_payload(track) is first and first["encoded"] == track.encoded
+    tag_requester(track, 1234)
+    second = track_payload(track)
+    assert second is not first and second["userData"] == {"requester_id": "1234"}
+    assert first["userData"] == {}  # a payload already handed out is never changed

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from utils.snapshots import FORMAT_VERSION, GuildSnapshot, SnapshotError, SnapshotStore
+from utils.snapshots import FORMAT_VERSION, GuildSnapshot, SnapshotError, SnapshotStore, TrackPayload
 
 
 def track(name: str) -> dict:
@@ -126,3 +126,22 @@ def test_heartbeat_file(tmp_path):
     store.heartbeat()
     assert store.last_alive() == pytest.approx(time.time(), abs=5)
     assert [s.guild_id for s in store.load_all()] == [42]  # the heartbeat is not a snapshot
+
+
+# ---- encoding: tracks once, then joined ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [{}, {"current": None}, {"queue": [], "history": []},
+                                    {"queue": [TrackPayload(track("x")), track("y")]}])
+def test_encode_is_the_snapshot_as_json(kwargs):
+    s = snapshot(**kwargs)
+    assert json.loads(SnapshotStore.encode(s)) == json.loads(json.dumps(s.to_json()))
+    assert GuildSnapshot.from_json(json.loads(SnapshotStore.encode(s))) == s
+
+
+def test_a_track_payload_is_encoded_once_and_its_text_reused():
+    payload = TrackPayload(track("a"))
+    SnapshotStore.encode(snapshot(queue=[payload]))
+    assert json.loads(payload.json_text) == track("a")
+    payload.json_text = '{"encoded":"enc-cached","info":{}}'  # what the next encode uses, without re-encoding
+    assert json.loads(SnapshotStore.encode(snapshot(queue=[payload])))["queue"] == [
+        {"encoded": "enc-cached", "info": {}}]
