@@ -1,10 +1,13 @@
 """Snapshots of every player, and restoring them when the bot starts again after a crash or a deploy.
 
-A sampler looks at each player twice a second and rewrites its snapshot when anything changed
-(at most once a second for the position of a playing track), so no command has to remember to
-save. A player with nothing left to play has no snapshot: /stop, /disconnect and auto-leave
-therefore end the guild's snapshot, while SIGTERM keeps it (the sampler stops before the bot
-leaves voice), so a deploy resumes too.
+A sampler looks at each player twice a second and, when something a snapshot holds changed (track,
+queue, history, pause, seek, volume, loop, autoplay, channel, panel), hands a new snapshot to the
+writer thread (utils/snapshot_writer.py), so a change is on disk within a second and no command has to
+remember to save. A track that just plays on is not rewritten: a restore computes its position from the
+saved one and the time since (GuildSnapshot.position_at). Looking costs O(1) per player (a fingerprint of
+counters and scalars); building and writing a snapshot happen off the event loop. A player with nothing
+left to play has no snapshot: /stop, /disconnect and auto-leave therefore end the guild's snapshot, while
+SIGTERM keeps it (the sampler stops before the bot leaves voice), so a deploy resumes too.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
@@ -22,6 +26,7 @@ from utils.checks import preflight
 from utils.errors import MusicError
 from utils.formatting import format_duration, truncate
 from utils.player import MusicPlayer
+from utils.snapshot_writer import SnapshotWriter
 from utils.snapshots import GuildSnapshot, SnapshotStore
 
 if TYPE_CHECKING:
@@ -30,19 +35,47 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLE_EVERY = 0.5
-POSITION_EVERY = 1.0  # a playing track's position is saved at least this often
+DRIFT_MS = 1000  # rewrite when the position is this far from what a restore would compute (stalls, speed changes)
+SHUTDOWN_FLUSH_TIMEOUT = 3.0  # bot.close must fit in a supervisor's grace period
 RESTORE_WAIT_FOR_AUDIO = 30.0
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What the sampler last handed to the writer for a guild: fingerprint, and the position basis then."""
+
+    fingerprint: tuple
+    position: int = 0
+    at: float = 0.0  # monotonic seconds
+    empty: bool = False  # nothing to restore: no snapshot (deleted)
+
+
+def drifted(saved: Saved, player: MusicPlayer, now: float) -> bool:
+    """Whether the player's position left the line a restore would compute from the saved snapshot (a stall,
+    a loop restarting the same track, a speed change). Streams restart at 0 anyway, and a disconnected player
+    reports 0 (wavelink): that is no reason to overwrite a good position."""
+    current = player.current
+    if current is None or current.is_stream or not player.connected:
+        return False
+    expected = saved.position if player.paused else saved.position + (now - saved.at) * 1000
+    return abs(player.position - min(expected, current.length)) > DRIFT_MS
 
 
 class Persistence(commands.Cog):
     def __init__(self, bot: MusicBot) -> None:
         self.bot = bot
         self.store = SnapshotStore(bot.settings.bot_state_dir)
-        self._written: dict[int, tuple[tuple, float]] = {}  # guild id -> (fingerprint, monotonic time)
+        self.writer = SnapshotWriter(self.store, on_failure=self._write_failed)
+        self._saved: dict[int, Saved] = {}
         self._restoring: set[int] = set()
         self._restore_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_alive: float | None = None
 
     async def cog_load(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._last_alive = self.store.last_alive()  # the previous run's heartbeat, before ours overwrites it
+        self.writer.start()
         self.sample.start()
         if self.bot.settings.restore:
             self._restore_task = asyncio.create_task(self._restore_all(), name="restore-snapshots")
@@ -51,6 +84,7 @@ class Persistence(commands.Cog):
         self.sample.cancel()
         if self._restore_task is not None:
             self._restore_task.cancel()
+        await asyncio.to_thread(self.writer.close, SHUTDOWN_FLUSH_TIMEOUT)
 
     # ---- saving ----------------------------------------------------------------------------------------
 
@@ -60,36 +94,43 @@ class Persistence(commands.Cog):
         return {guild_id: player for node in self.bot.lavalink.nodes for guild_id, player in node.players.items()
                 if isinstance(player, MusicPlayer)}
 
-    def save_all(self, *, force: bool = False) -> None:
-        """Write what changed; delete snapshots of guilds with nothing left to play."""
+    def save_all(self, *, force: bool = False, stopping: bool = False) -> None:
+        """Hand the writer a snapshot of every player that changed; delete those with nothing left to play.
+        `force`: every player, changed or not; `stopping`: the bot leaves voice next (clean shutdown)."""
         now = time.monotonic()
         players = self._players()
         for guild_id, player in players.items():
             if guild_id in self._restoring:
                 continue
-            fingerprint = player.fingerprint()  # cheap; the snapshot (every queued track) only when writing
-            previous = self._written.get(guild_id)
-            moving = player.current is not None and not player.paused
-            if not force and previous is not None and previous[0] == fingerprint and (
-                    not moving or now - previous[1] < POSITION_EVERY):
+            fingerprint = player.fingerprint()  # O(1); the snapshot is captured only when it changed
+            saved = self._saved.get(guild_id)
+            if not force and saved is not None and saved.fingerprint == fingerprint and (
+                    saved.empty or not drifted(saved, player, now)):
                 continue
-            snapshot = player.snapshot()
-            if snapshot is None:
+            build = player.capture(stopped=stopping)
+            if build is None:
                 self._forget(guild_id)
+                self._saved[guild_id] = Saved(fingerprint, empty=True)
                 continue
-            try:
-                self.store.save(snapshot)
-            except OSError as exc:
-                log.warning("guild %s: could not save the player snapshot (%s)", guild_id, exc)
-                continue
-            self._written[guild_id] = (fingerprint, now)
-        for guild_id in [g for g in self._written if g not in players and g not in self._restoring]:
+            self.writer.save(guild_id, build)
+            self._saved[guild_id] = Saved(fingerprint, build.keywords["position"], now)
+        for guild_id in [g for g in self._saved if g not in players and g not in self._restoring]:
             self._forget(guild_id)
+            del self._saved[guild_id]
 
     def _forget(self, guild_id: int) -> None:
-        if self._written.pop(guild_id, None) is not None or self.store.path(guild_id).exists():
-            self.store.delete(guild_id)
+        saved = self._saved.get(guild_id)
+        if saved is not None and saved.empty:
+            return  # deleted already (or being deleted by the writer)
+        self._saved[guild_id] = Saved((), empty=True)
+        if saved is not None or self.store.path(guild_id).exists():
+            self.writer.delete(guild_id)
             log.info("guild %s: nothing left to play, snapshot removed", guild_id)
+
+    def _write_failed(self, guild_id: int) -> None:
+        """Writer thread: a write failed; let the next sample try again."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._saved.pop, guild_id, None)
 
     @tasks.loop(seconds=SAMPLE_EVERY)
     async def sample(self) -> None:
@@ -101,12 +142,16 @@ class Persistence(commands.Cog):
             log.exception("saving player snapshots failed")
 
     def flush_for_shutdown(self) -> None:
-        """SIGTERM: write every player's latest state before the bot leaves voice (the sampler is off by now)."""
+        """SIGTERM: write every player's latest state before the bot leaves voice (the sampler is off by now),
+        marked `stopped`, so the song resumes where it stopped rather than where it would have got to.
+        Blocks until written (bounded): the process exits right after."""
         self.sample.cancel()
         try:
-            self.save_all(force=True)
+            self.save_all(force=True, stopping=True)
         except Exception:
             log.exception("final snapshot flush failed")
+        if not self.writer.flush(SHUTDOWN_FLUSH_TIMEOUT):
+            log.warning("final snapshots not all written within %.0f s", SHUTDOWN_FLUSH_TIMEOUT)
 
     # ---- restoring -------------------------------------------------------------------------------------
 
@@ -180,8 +225,9 @@ class Persistence(commands.Cog):
         log.info("guild %s: not restoring the player (%s)", snapshot.guild_id, why)
 
     async def _restore_one(self, snapshot: GuildSnapshot) -> None:
-        if snapshot.age() > self.bot.settings.restore_max_age:
-            return self._discard(snapshot, f"snapshot is {snapshot.age():.0f} s old")
+        age = snapshot.age(alive=self._last_alive)
+        if age > self.bot.settings.restore_max_age:
+            return self._discard(snapshot, f"snapshot is {age:.0f} s old")
         guild = self.bot.get_guild(snapshot.guild_id)
         if guild is None:
             return self._discard(snapshot, "no longer in that guild")
@@ -202,10 +248,11 @@ class Persistence(commands.Cog):
         home = guild.get_channel(snapshot.home_channel_id) if snapshot.home_channel_id else None
         player.home = home if isinstance(home, discord.abc.Messageable) else None
         self.bot.guild_volumes[guild.id] = snapshot.volume
+        position = snapshot.position_at()
         if snapshot.current is not None:
             title = truncate(wavelink.Playable(snapshot.current).title, 80)
             player.restored_note = (f"Back after a restart - resuming **{title}** at "
-                                    f"{format_duration(snapshot.position)}.")
+                                    f"{format_duration(position)}.")
         await self._delete_old_panel(player, snapshot)
         track = await player.restore(snapshot)
         if player.current is None and not player.queue:
@@ -213,7 +260,7 @@ class Persistence(commands.Cog):
                                "left the voice channel. Use /play to start again.")
             return
         log.info("guild %s: restored the player in #%s (%s, %d queued)", guild.id, channel.name,
-                 f"{track.title} at {format_duration(snapshot.position)}" if track else "queue only",
+                 f"{track.title} at {format_duration(position)}" if track else "queue only",
                  len(player.queue))
 
     async def _delete_old_panel(self, player: MusicPlayer, snapshot: GuildSnapshot) -> None:

@@ -4,8 +4,10 @@ requesters, leave timers). One per guild, living in this bot process only."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -14,8 +16,9 @@ import wavelink
 from utils.errors import MusicError, TrackGone
 from utils.formatting import truncate
 from utils.lavalink import lavalink_call
-from utils.snapshots import HISTORY_KEPT, GuildSnapshot
+from utils.snapshots import HISTORY_KEPT, GuildSnapshot, TrackPayload
 from utils.tracklist import LoopMode
+from utils.versioned_queue import VersionedQueue
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +40,25 @@ def tag_requester(track: wavelink.Playable, user_id: int) -> None:
     track.extras = {**dict(track.extras), REQUESTER_KEY: str(user_id)}
 
 
-def track_payload(track: wavelink.Playable) -> dict[str, Any]:
-    """The Lavalink payload a Playable was built from, with its current extras (requester)."""
-    return {**track.raw_data, "userData": dict(track.extras)}
+def track_payload(track: wavelink.Playable) -> TrackPayload:
+    """The Lavalink payload a Playable was built from, with its current extras (requester). Kept on the track
+    and reused while its extras object is the same one (tag_requester replaces it), so snapshots encode each
+    track once; treat it as read-only."""
+    extras = track.extras
+    cached: tuple[object, TrackPayload] | None = getattr(track, "_snapshot_payload", None)
+    if cached is not None and cached[0] is extras:
+        return cached[1]
+    payload = TrackPayload({**track.raw_data, "userData": dict(extras)})
+    track._snapshot_payload = (extras, payload)  # type: ignore[attr-defined]
+    return payload
+
+
+def _build_snapshot(*, current: wavelink.Playable | None, queue: list[wavelink.Playable],
+                    history: list[wavelink.Playable], **fields: Any) -> GuildSnapshot:
+    """A captured player state (see MusicPlayer.capture) as a snapshot; runs on the snapshot writer's thread."""
+    return GuildSnapshot(current=track_payload(current) if current is not None else None,
+                         queue=[track_payload(t) for t in queue], history=[track_payload(t) for t in history],
+                         **fields)
 
 
 class MusicPlayer(wavelink.Player):
@@ -48,6 +67,8 @@ class MusicPlayer(wavelink.Player):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queue: VersionedQueue = VersionedQueue()  # counts its changes: cheap "did anything change?" checks
+        self.position_changes = 0  # bumped by play, seek and pause (the position basis moves): rewrite the snapshot
         self.home = None
         self.panel_message = None
         self.control_lock = asyncio.Lock()  # serializes toggles (the panel's pause button)
@@ -132,16 +153,18 @@ class MusicPlayer(wavelink.Player):
         or missing source manager": its decoder throws, uncaught) or 400 (a malformed request); wavelink's
         exception keeps neither the message nor the cause, so both statuses get one lookup."""
         try:
-            return await super().play(track, **kwargs)
+            played = await super().play(track, **kwargs)
         except wavelink.LavalinkException as exc:
             if exc.status not in REJECTED_TRACK_STATUSES:
                 raise
             log.info("guild %s: the node rejected the encoding of %s (%s); looking it up again",
                      self.guild and self.guild.id, track.title, exc.error)
-        again = await self.find_again(track)
-        if again is None:
-            raise TrackGone(track.title)
-        return await super().play(again, **kwargs)
+            again = await self.find_again(track)
+            if again is None:
+                raise TrackGone(track.title) from None
+            played = await super().play(again, **kwargs)
+        self._set_position_basis(kwargs.get("start", 0))
+        return played
 
     async def find_again(self, track: wavelink.Playable) -> wavelink.Playable | None:
         """The same song, freshly loaded from the node by its URI (with its requester), or None."""
@@ -239,36 +262,68 @@ class MusicPlayer(wavelink.Player):
             except discord.HTTPException:
                 log.info("guild %s: could not say why I left", self.guild and self.guild.id)
 
+    # wavelink 3.5 leaves its position basis alone on play(), seek() and pause() until Lavalink's next
+    # playerUpdate (5 s apart by default), so `position` reports the old place meanwhile (and a resumed track
+    # jumps ahead by the time it spent paused since the last update). Set the basis when the request
+    # succeeded, as Lavalink does: snapshots (and the panel) then see the right position at once.
+    def _set_position_basis(self, position: int) -> None:
+        self._last_position = position
+        self._last_update = time.monotonic_ns()
+        self.position_changes += 1
+
+    async def seek(self, position: int = 0, /) -> None:
+        await super().seek(position)
+        if self.current is not None:
+            self._set_position_basis(position)
+
+    async def pause(self, value: bool, /) -> None:
+        position = self.position
+        await super().pause(value)
+        if self.current is not None:
+            self._set_position_basis(position)
+
     def fingerprint(self) -> tuple:
-        """Everything a snapshot holds but the position: when this changes, the snapshot is out of date."""
+        """Everything a snapshot holds but a steadily advancing position: when this changes, the snapshot is out
+        of date. O(1): the queues count their own changes (VersionedQueue), so no track is looked at."""
         history = self.queue.history
+        current = self.current
         return (getattr(self.channel, "id", None), getattr(self.home, "id", None),
                 self.panel_message.id if self.panel_message is not None else None,
-                self.current.encoded if self.current is not None else None, self.paused, self.volume,
-                self.loop_mode, self.autoplay_on, tuple(t.encoded for t in self.queue),
-                len(history) if history is not None else 0)
+                current.encoded if current is not None else None, self.position_changes, self.paused, self.volume,
+                self.queue.mode, self.autoplay, self.queue.version,
+                history.version if isinstance(history, VersionedQueue) else None)
 
-    def snapshot(self) -> GuildSnapshot | None:
-        """What a restarted bot needs to carry on here; None when there is nothing worth restoring."""
+    def capture(self, *, stopped: bool = False) -> Callable[[], GuildSnapshot] | None:
+        """The player's state now, cheaply (references and list copies, no track is encoded), as a function that
+        builds the snapshot later, off the event loop. None when there is nothing worth restoring.
+        `stopped`: the bot is shutting down, so playback stops now (GuildSnapshot.stopped)."""
         current = self.current
         if self.guild is None or self.channel is None or (current is None and not self.queue):
             return None
         history = self.queue.history
         home = self.home
-        return GuildSnapshot(
+        return functools.partial(
+            _build_snapshot,
             guild_id=self.guild.id,
             voice_channel_id=self.channel.id,
             home_channel_id=getattr(home, "id", None),
             panel_message_id=self.panel_message.id if self.panel_message is not None else None,
-            current=track_payload(current) if current is not None else None,
+            current=current,
             position=self.position if current is not None else 0,
             paused=self.paused,
             volume=self.volume,
             loop=self.loop_mode.value,
             autoplay=self.autoplay_on,
-            queue=[track_payload(t) for t in self.queue],
-            history=[track_payload(t) for t in list(history)[-HISTORY_KEPT:]] if history is not None else [],
+            queue=self.queue[:],
+            history=history[-HISTORY_KEPT:] if history is not None else [],
+            saved_at=time.time(),
+            stopped=stopped,
         )
+
+    def snapshot(self) -> GuildSnapshot | None:
+        """What a restarted bot needs to carry on here; None when there is nothing worth restoring."""
+        build = self.capture()
+        return build() if build is not None else None
 
     async def restore(self, snapshot: GuildSnapshot) -> wavelink.Playable | None:
         """Load a snapshot into this freshly connected player and resume the track where it was."""
@@ -282,7 +337,7 @@ class MusicPlayer(wavelink.Player):
                 await self.play_first_playable(self.queue.get(), volume=snapshot.volume)
             return None
         track = wavelink.Playable(snapshot.current)
-        start = 0 if track.is_stream else min(snapshot.position, max(0, track.length - 1000))
+        start = 0 if track.is_stream else min(snapshot.position_at(), max(0, track.length - 1000))
         played = await self.play_first_playable(track, start=start, volume=snapshot.volume, paused=snapshot.paused,
                                                 add_history=False)
         if played is None:

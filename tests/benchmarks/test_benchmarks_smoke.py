@@ -38,3 +38,23 @@ def test_unknown_benchmark_is_a_usage_error():
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=ROOT, env=clean_env(),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown benchmark" in done.stderr
+
+
+def test_quick_snapshot_benchmark_reports_its_figures(tmp_path):
+    out = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "snapshots", "--out", str(out)],
+                          cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [result] = json.loads((out / "latest.json").read_text())["results"]
+    assert result["name"] == "snapshots" and "error" not in result["details"]
+    details = result["details"]
+    guilds = details["guilds"]
+    assert details["first"]["writes"] == guilds and details["snapshot_bytes"] > 0  # every player got its file
+    steady = details["steady"]
+    assert steady["passes"] > 0 and steady["changes"] > 0 and 0 < steady["writes"] <= steady["changes"]
+    for figure in (steady["cpu_pct_core"], steady["longest_pass_ms"], details["burst"]["pass_ms"],
+                   details["previous"]["cpu_pct_core"], details["previous"]["longest_pass_ms"]):
+        assert isinstance(figure, float) and figure >= 0
+    assert details["burst"]["writes"] == guilds
+    assert isinstance(result["met"], bool)
+    assert "| 1 | Snapshot cost |" in (out / "latest.md").read_text()

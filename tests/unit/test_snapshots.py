@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from utils.snapshots import FORMAT_VERSION, GuildSnapshot, SnapshotError, SnapshotStore
+from utils.snapshots import FORMAT_VERSION, GuildSnapshot, SnapshotError, SnapshotStore, TrackPayload
 
 
 def track(name: str) -> dict:
@@ -74,3 +75,73 @@ def test_age(monkeypatch):
     s = snapshot()
     assert 0 <= s.age() < 5
     assert s.age(now=s.saved_at + 100) == pytest.approx(100)
+
+
+# ---- the position a restore resumes at ---------------------------------------------------------------------
+
+def timed(length: int = 600_000, stream: bool = False, **kwargs) -> GuildSnapshot:
+    current = {**track("now"), "info": {"identifier": "now", "length": length, "isStream": stream}}
+    return snapshot(current=current, saved_at=1_000.0, **kwargs)
+
+
+def test_position_of_a_playing_track_moves_on_with_the_clock():
+    s = timed(position=83_000)
+    assert s.position_at(now=1_000.0) == 83_000
+    assert s.position_at(now=1_012.5) == 95_500
+
+
+def test_position_of_a_paused_track_stays():
+    assert timed(position=83_000, paused=True).position_at(now=1_600.0) == 83_000
+
+
+def test_position_is_capped_at_the_track_length():
+    assert timed(length=90_000, position=83_000).position_at(now=1_060.0) == 90_000
+
+
+def test_after_a_clean_shutdown_the_song_resumes_where_it_stopped():
+    assert timed(position=83_000, stopped=True).position_at(now=1_060.0) == 83_000
+
+
+def test_streams_and_idle_players_resume_at_zero():
+    assert timed(stream=True, position=83_000).position_at(now=1_060.0) == 0
+    assert snapshot(current=None, position=0).position_at() == 0
+
+
+def test_a_clock_that_went_back_does_not_rewind():
+    assert timed(position=83_000).position_at(now=990.0) == 83_000
+
+
+def test_age_counts_from_the_heartbeat_when_it_is_later(tmp_path):
+    s = snapshot(saved_at=1_000.0)
+    assert s.age(now=2_000.0) == 1_000.0
+    assert s.age(now=2_000.0, alive=1_990.0) == 10.0
+    assert s.age(now=2_000.0, alive=500.0) == 1_000.0  # an older heartbeat does not make it younger
+
+
+def test_heartbeat_file(tmp_path):
+    store = SnapshotStore(tmp_path / "bot-1")
+    store.heartbeat()  # no directory, no snapshot: nothing to vouch for
+    assert store.last_alive() is None and not store.directory.exists()
+    store.save(snapshot())
+    store.heartbeat()
+    assert store.last_alive() == pytest.approx(time.time(), abs=5)
+    assert [s.guild_id for s in store.load_all()] == [42]  # the heartbeat is not a snapshot
+
+
+# ---- encoding: tracks once, then joined ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [{}, {"current": None}, {"queue": [], "history": []},
+                                    {"queue": [TrackPayload(track("x")), track("y")]}])
+def test_encode_is_the_snapshot_as_json(kwargs):
+    s = snapshot(**kwargs)
+    assert json.loads(SnapshotStore.encode(s)) == json.loads(json.dumps(s.to_json()))
+    assert GuildSnapshot.from_json(json.loads(SnapshotStore.encode(s))) == s
+
+
+def test_a_track_payload_is_encoded_once_and_its_text_reused():
+    payload = TrackPayload(track("a"))
+    SnapshotStore.encode(snapshot(queue=[payload]))
+    assert json.loads(payload.json_text) == track("a")
+    payload.json_text = '{"encoded":"enc-cached","info":{}}'  # what the next encode uses, without re-encoding
+    assert json.loads(SnapshotStore.encode(snapshot(queue=[payload])))["queue"] == [
+        {"encoded": "enc-cached", "info": {}}]
