@@ -25,6 +25,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import discord
 import wavelink
 from discord.ext import commands, tasks
 
@@ -119,6 +120,32 @@ class Recovery(commands.Cog):
             else:
                 log.info("guild %s: player moved from node %s to node %s", getattr(player.guild, "id", "?"),
                          dead.identifier, target.identifier)
+
+    # ---- the gateway -------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """After a new gateway session (not a resume) discord.py has forgotten its voice clients and rebuilt its
+        guilds, while wavelink's player and Lavalink's playback carry on. Hand the player back to discord.py and
+        rejoin its channel: Lavalink gets the new voice session and the song continues without a restart."""
+        player = next((p for node in self.bot.lavalink.nodes for gid, p in node.players.items()
+                       if gid == guild.id and isinstance(p, MusicPlayer)), None)
+        if player is None or guild.voice_client is player:
+            return
+        channel = guild.get_channel(player.channel.id) if player.channel is not None else None
+        if not isinstance(channel, discord.VoiceChannel):
+            log.info("guild %s: the player's voice channel is gone after the new session; leaving", guild.id)
+            await lavalink_call(player._destroy(), REBUILD_TIMEOUT)
+            return
+        log.warning("guild %s: new gateway session; taking the player back in #%s", guild.id, channel.name)
+        # discord.py keeps voice clients in its connection state and wavelink keeps the guild it was created
+        # for; both were replaced when the session was, so point them at the new objects (no public API for it).
+        player._guild = guild
+        player.channel = channel
+        self.bot._connection._add_voice_client(guild.id, player)
+        if isinstance(player.home, discord.abc.GuildChannel):
+            player.home = guild.get_channel(player.home.id)
+        await guild.change_voice_state(channel=channel, self_deaf=True)
 
     # ---- stuck and stalled tracks -------------------------------------------------------------------
 
