@@ -34,6 +34,8 @@ class Fleet:
         The sandbox invokes only registered commands and checks options against what was registered;
         start_fleet does this while the bots start, Scene.cmd for fleets assembled by hand.
         """
+        if not self.apps:
+            return  # no bot, nothing to register (register_commands.py rightly refuses an empty fleet)
         if self._registration is None:
             self._registration = asyncio.create_task(register_commands(self.sandbox.bot_env(self.apps)))
         await asyncio.shield(self._registration)
