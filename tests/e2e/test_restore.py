@@ -295,6 +295,29 @@ async def test_deploy_during_a_node_upgrade_resumes_with_fresh_encodings(sandbox
     await scene.wait_track(1, "after-upgrade", timeout=15)  # the queued track was restored playable too
 
 
+async def test_a_restore_with_nothing_playable_left_leaves_with_one_message(sandbox, tmp_path, run_bot):
+    app, scene, state, env, bot = await one_bot(sandbox, tmp_path, run_bot)
+    await scene.cmd(1, "alice", "play", query=track_url("gone-song"))
+    await scene.cmd(1, "alice", "play", query=track_url("gone-too"))
+    await wait_snapshot(state, 1, scene.guild_id, lambda d: d["current"] is not None and d["queue"])
+
+    # The upgraded node rejects the saved encodings and no longer finds the songs (a source plugin was removed).
+    await sandbox.lavalink.restart(2.0, upgrade=True)
+    bot.send_signal(signal.SIGTERM)
+    assert await bot.wait() == 0
+    sandbox.lavalink.fail_next(r"loadtracks.*gone-", status=500, count=2)
+    await run_bot(1, env)
+    await scene.wait_message("can no longer find", timeout=20)
+    left = await scene.wait_message("None of the songs I was playing can be found", timeout=10)
+    assert "Use /play to start again" in left["content"]
+    texts = [m.get("content") or "" for m in sandbox.discord.messages(scene.world.text_id)]
+    assert [t for t in texts if "can no longer find" in t] == [
+        "The audio server can no longer find **Gone Song**, **Gone Too**; skipped."]
+    assert not [t for t in texts if "Back after a restart" in t]  # no promise of a song that never came
+    await sandbox.discord.wait_for(lambda: scene.bot_voice_channel(1) is None, timeout=10)
+    await sandbox.discord.wait_for(lambda: not snapshot_file(state, 1, scene.guild_id).exists(), timeout=10)
+
+
 async def test_stop_and_disconnect_end_the_snapshot_and_restore_can_be_turned_off(sandbox, tmp_path, run_bot):
     app, scene, state, env, bot = await one_bot(sandbox, tmp_path, run_bot)
     path = snapshot_file(state, 1, scene.guild_id)
