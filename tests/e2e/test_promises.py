@@ -1,5 +1,5 @@
 """README promises no other test covered: /queue's page option and time remaining, the panel's shuffle and
-queue buttons, and that bots never sync their slash commands on start-up.
+queue buttons.
 
 Real bot.py processes against the sandbox; assertions on what members see (answers, panels) and on what the
 emulated Discord received.
@@ -137,17 +137,3 @@ async def test_panel_queue_button_shows_the_queue_to_the_member_who_pressed_it(s
     assert owner == str(scene.member("bob"))  # bob's own view: he may turn its pages, nobody else
     still = scene.fleet.discord.message(int(panel["id"]))
     assert still is not None and still["embeds"][0]["title"] == "Now playing"
-
-
-# ---- registration ----------------------------------------------------------------------------------------
-
-async def test_bots_never_sync_commands_on_start_up(fleet):
-    """README: "Bots never sync commands on start-up" (register_commands.py does, on request)."""
-    bots = {app.user_id for app in fleet.apps}
-    from_bots = [r for r in fleet.discord.requests if r.app in bots]
-    assert any(r.path.endswith("/gateway/bot") or r.path.endswith("/users/@me") for r in from_bots), \
-        "the request log does not show the bots' start-up requests"
-    writes = [(r.method, r.path) for r in from_bots
-              if r.method in ("PUT", "POST", "PATCH", "DELETE") and re.search(r"/applications/\d+/.*commands", r.path)]
-    assert writes == []
-    assert all(fleet.discord.commands(app) == [] for app in fleet.apps)

@@ -6,13 +6,16 @@ a bot stops. Real bot.py processes against the sandbox (the patterns of test_res
 - no restore into a channel the bot may no longer join (Connect denied while it was down);
 - history (/previous) and autoplay come back with the song;
 - auto-leave (ALONE_TIMEOUT, IDLE_TIMEOUT) ends the snapshot: a restart does not rejoin;
-- privileged intents refused by Discord (gateway close 4014) -> exit 78, a configuration error.
+- privileged intents refused by Discord (gateway close 4014) -> exit 78, a configuration error;
+- bots never sync their slash commands on start-up (register_commands.py does, when asked).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 
 import pytest
 
@@ -88,6 +91,9 @@ async def test_a_snapshot_older_than_restore_max_age_is_not_restored_and_is_dele
     await crash(bot)
     data["saved_at"] -= 60  # a minute old: far younger than the default 600 s, older than the 20 s configured
     snapshot_file(state, 1, scene.guild_id).write_text(json.dumps(data))
+    alive = state / "bot-1" / "alive"  # the bot's heartbeat, where it keeps one: last seen alive then too
+    alive.touch()
+    os.utime(alive, (data["saved_at"], data["saved_at"]))
     ops = len(voice_ops_in(sandbox, app, scene))
 
     bot = await run_bot(1, env)
@@ -196,3 +202,31 @@ async def test_privileged_intents_refused_by_discord_exit_78(sandbox, run_bot):
     assert await bot.wait(timeout=20) == 78, bot.output
     assert re.search(r"\[Bot 1\] .*BOT_TOKEN_1: privileged intents are not enabled", bot.output), bot.output
     assert app.token not in bot.output
+
+
+async def test_bots_never_sync_commands_on_start_up(sandbox, run_bot):
+    """README: "Bots never sync commands on start-up". No register_commands.py here: any command write in the
+    request log would come from bot.py itself (a start, then a restart after SIGTERM)."""
+    apps = sandbox.add_bots(2)
+    world = await sandbox.create_world(apps)
+    env = sandbox.bot_env(apps)
+    bots = [await run_bot(n, env) for n in (1, 2)]
+    await ready(sandbox, apps)
+    bots[0].send_signal(signal.SIGTERM)
+    assert await bots[0].wait() == 0
+    identifies = sandbox.discord.gateway_stats(apps[0])["identifies"]
+    again = await run_bot(1, env)
+    await sandbox.discord.wait_for(lambda: sandbox.discord.gateway_stats(apps[0])["identifies"] > identifies,
+                                   timeout=30)
+    await again.wait_for_line(r"ready as", timeout=30)
+    await ready(sandbox, apps)
+
+    ids = {app.user_id for app in apps}
+    from_bots = [r for r in sandbox.discord.requests if r.app in ids]
+    assert {r.app for r in from_bots if r.path.endswith("/users/@me")} == ids, \
+        "the request log does not show the bots' start-up requests"
+    writes = [(r.method, r.path) for r in from_bots
+              if r.method in ("PUT", "POST", "PATCH", "DELETE") and re.search(r"/applications/\d+/.*commands", r.path)]
+    assert writes == []
+    for app in apps:
+        assert sandbox.discord.commands(app) == [] and sandbox.discord.commands(app, world.guild_id) == []
