@@ -85,6 +85,16 @@ async def test_sigterm_leaves_voice_and_gateway_and_exits_0(sandbox, run_bot):
     await bot.wait_for_line(r"ready as", timeout=15)
     await wait_lavalink_connected(sandbox, app)
     # In voice, playing: SIGTERM must take the bot out of the channel, not just end the process.
+    import os
+    import sys
+
+    from tests.helpers import ROOT, Proc, clean_env
+
+    # /play as a member's client shows it: registered by register_commands.py (bots never sync commands).
+    registration = await Proc.start([sys.executable, str(ROOT / "register_commands.py"), "--env-file", os.devnull,
+                                     "--guild", str(world.guild_id)], env=clean_env(sandbox.bot_env([app])),
+                                    name="register_commands.py")
+    assert await registration.wait(timeout=60) == 0, registration.output
     await sandbox.discord.move_member(world.guild_id, world.member_ids["alice"], world.voice_ids["Lounge"])
     played = await sandbox.discord.invoke(app, guild_id=world.guild_id, channel_id=world.text_id,
                                           user_id=world.member_ids["alice"], command="play",
