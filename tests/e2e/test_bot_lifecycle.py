@@ -86,6 +86,25 @@ async def test_sigterm_leaves_voice_and_gateway_and_exits_0(sandbox, run_bot):
     await sandbox.discord.wait_until_ready(app, timeout=30)
     await bot.wait_for_line(r"ready as", timeout=15)
     await wait_lavalink_connected(sandbox, app)
+    # In voice, playing: SIGTERM must take the bot out of the channel, not just end the process.
+    import os
+    import sys
+
+    from tests.helpers import ROOT, Proc, clean_env
+
+    # /play as a member's client shows it: registered by register_commands.py (bots never sync commands).
+    registration = await Proc.start([sys.executable, str(ROOT / "register_commands.py"), "--env-file", os.devnull,
+                                     "--guild", str(world.guild_id)], env=clean_env(sandbox.bot_env([app])),
+                                    name="register_commands.py")
+    assert await registration.wait(timeout=60) == 0, registration.output
+    await sandbox.discord.move_member(world.guild_id, world.member_ids["alice"], world.voice_ids["Lounge"])
+    played = await sandbox.discord.invoke(app, guild_id=world.guild_id, channel_id=world.text_id,
+                                          user_id=world.member_ids["alice"], command="play",
+                                          options={"query": "https://music.example/track/deploy?length=600000"},
+                                          timeout=15)
+    assert played.content.startswith("Now playing"), played.content
+    state = sandbox.discord.voice_state(world.guild_id, app.user_id)
+    assert state is not None and int(state["channel_id"]) == world.voice_ids["Lounge"]
 
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -99,7 +118,11 @@ async def test_sigterm_leaves_voice_and_gateway_and_exits_0(sandbox, run_bot):
         timeout=5,
     )
     await sandbox.discord.wait_for(lambda: not sandbox.discord.gateway_stats(app)["connected"], timeout=5)
-    assert world.guild_id
+    # Members see the bot leave the channel (its voice state cleared before the gateway closed).
+    left = sandbox.discord.voice_state(world.guild_id, app.user_id)
+    assert left is None or left.get("channel_id") is None, left
+    leave_ops = [op for op in sandbox.discord.voice_ops[app.user_id] if str(op["guild_id"]) == str(world.guild_id)]
+    assert leave_ops[-1]["channel_id"] is None, leave_ops
 
 
 async def test_two_bots_with_different_tokens_share_one_guild(sandbox, run_bot):

@@ -90,7 +90,8 @@ async def test_hanging_search_gets_an_answer_and_no_hung_command(fleet, healthy_
         await fleet.discord.wait_for(lambda: record.original_edits + len(record.followups) >= 2, timeout=15)
         final = (record.followups[-1].get("content") if record.followups
                  else (fleet.discord.message(answer.message_id) or {}).get("content")) or ""
-        assert UNREACHABLE in final or "try again" in final.lower(), final
+        # The refusal names the cause; "try again" alone would also accept the generic crash answer.
+        assert UNREACHABLE in final, final
     finally:
         fleet.lavalink.unhang()
     await _settle(fleet)

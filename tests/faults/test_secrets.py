@@ -8,7 +8,6 @@ every bot's stream) are searched for each of the three segments of every token a
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 
@@ -61,7 +60,11 @@ async def test_no_token_or_password_in_any_log_or_stream(tmp_path):
             await wait_for_new_line(manager, r"Bot 1: BACKOFF -> STARTING", start=mark, timeout=10)
             await wait_for_new_line(manager, r"\[Bot 1\].*ready as", start=mark, timeout=20)
             await scene.cmd(1, "alice", "nowplaying")
-            await asyncio.sleep(1.2)  # at least one status table (it lists every bot)
+            # Status tables (every 1 s) go through the same grep: wait until one has listed every bot with its pid.
+            mark = len(manager.lines)
+            await wait_for_new_line(manager, r"\[manager\] BOT +STATE +PID +UPTIME", start=mark, timeout=10)
+            for n in (1, 2, 3):
+                await wait_for_new_line(manager, rf"\[manager\] Bot {n} +RUNNING +\d+ ", start=mark, timeout=15)
         finally:
             await stop_manager(manager)
 
@@ -69,6 +72,7 @@ async def test_no_token_or_password_in_any_log_or_stream(tmp_path):
     found = {"manager stdout+stderr": leaks(manager.output, needles)}
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name.startswith("bot-1") for p in files) and any(p.name == "manager.log" for p in files), files
+    assert "RESTARTS" in (log_dir / "manager.log").read_text()  # the status tables were logged too
     for path in files:
         found[str(path.relative_to(tmp_path))] = leaks(path.read_text("utf-8", "replace"), needles)
     found = {where: what for where, what in found.items() if what}
