@@ -4,6 +4,11 @@
         apps = sb.add_bots(2)                      # "Music 1", "Music 2"
         world = await sb.create_world(apps)        # a guild with text/voice channels and members
         env = sb.bot_env(apps)                     # BOT_TOKEN_n + endpoint variables for bot.py
+
+Voice is as strict as production: the Lavalink node plays only with the voice token, endpoint and session
+id the emulated Discord last issued to that bot in that guild (`verify_voice`); otherwise its voice
+connection closes (WebSocketClosedEvent 4004/4006) and no audio plays. A moderator's disconnect closes the
+bot's player with 4014; `drop_voice` simulates the node losing Discord's voice server (4006 or 1006).
 """
 
 from __future__ import annotations
@@ -13,9 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.discord_emulator import DiscordEmulator
+from sandbox.discord_voice import VoiceModeration
 from sandbox.lavalink import LavalinkEmulator
 
 LAVALINK_PASSWORD = "sandbox-lavalink-password"
+
+# Discord's voice gateway close codes (discord.com/developers/docs/topics/opcodes-and-status-codes, "Voice
+# Close Event Codes"); the reasons are what Lavalink passes on in WebSocketClosedEvent.
+VOICE_AUTH_FAILED = (4004, "Authentication failed.")
+VOICE_SESSION_INVALID = (4006, "Session is no longer valid.")
+VOICE_DISCONNECTED = (4014, "Disconnected.")
+ABNORMAL_CLOSURE = 1006  # the TCP connection died without a close frame: no reason
 
 
 @dataclass
@@ -39,6 +52,9 @@ class Sandbox:
         self.lavalink = LavalinkEmulator(host=host, port=lavalink_port, password=LAVALINK_PASSWORD,
                                          speed=lavalink_speed, player_update_interval=player_update_interval)
         self.apps: list[Any] = []
+        self._revoked_voice_tokens: set[str] = set()
+        self.lavalink.voice_verifier = self.verify_voice
+        self.discord.on_voice_moderation(self._on_voice_moderation)
 
     async def start(self) -> None:
         await self.discord.start()
@@ -62,6 +78,51 @@ class Sandbox:
         await self.stop()
         if exc_type is None:  # never hide the test's own failure behind this one
             self.discord.assert_all_emulated()
+
+    # -- voice: what ties a Lavalink player to the voice session Discord issued ------------------------------
+
+    def verify_voice(self, user_id: int, guild_id: int, voice: dict[str, str]) -> tuple[int, str] | None:
+        """None when Discord's voice server would accept these credentials from this bot, else the close
+        (code, reason) it answers with: no voice session issued, a stale session id, or a session Discord
+        invalidated -> 4006; a token or endpoint that is not the one last issued -> 4004. Give it to another
+        LavalinkEmulator (``node.voice_verifier = sandbox.verify_voice``) to make that node as strict."""
+        issued = self.discord.voice_server(int(user_id), int(guild_id))
+        if issued is None or voice.get("sessionId") != issued["session_id"] \
+                or issued["token"] in self._revoked_voice_tokens:
+            return VOICE_SESSION_INVALID
+        if voice.get("token") != issued["token"] or voice.get("endpoint") != issued["endpoint"]:
+            return VOICE_AUTH_FAILED
+        return None
+
+    def _on_voice_moderation(self, event: VoiceModeration) -> None:
+        # Discord closes a disconnected member's voice websocket with 4014. A moved bot keeps its voice
+        # session and gets a new VOICE_SERVER_UPDATE: its node keeps playing until the client sends the new
+        # token (then it reconnects); the old token is simply no longer the one issued.
+        if event.disconnected:
+            self.lavalink.close_voice(event.user_id, event.guild_id, *VOICE_DISCONNECTED, by_remote=True)
+
+    def drop_voice(self, app: Any, guild_id: int, code: int = VOICE_SESSION_INVALID[0]) -> None:
+        """Fault: the node loses its voice connection to Discord for this bot's player in ``guild_id``.
+
+        1006: a network drop (no close frame); the issued credentials stay valid, so sending them again
+        reconnects. 4006: Discord invalidated the voice session; the bot stays in the channel as far as the
+        gateway is concerned (no VOICE_STATE_UPDATE, as Discord sends none when only the voice websocket
+        dies), but the node accepts those credentials no more: the bot must rejoin (op 4) to get new ones,
+        as discord.py's own voice client does on 4006 (disconnect, then connect again). Either way the
+        player gets WebSocketClosedEvent (byRemote true) and plays no audio. Raises LookupError when the
+        bot has no connected player there.
+        """
+        if code == ABNORMAL_CLOSURE:
+            reason = ""
+        elif code == VOICE_SESSION_INVALID[0]:
+            reason = VOICE_SESSION_INVALID[1]
+            issued = self.discord.voice_server(app, guild_id)
+            if issued is not None:
+                self._revoked_voice_tokens.add(issued["token"])
+        else:
+            raise ValueError(f"drop_voice emulates 4006 or 1006, not {code}")
+        if not self.lavalink.close_voice(app.user_id, guild_id, code, reason, by_remote=True):
+            raise LookupError(f"{app.name} has no connected player in guild {guild_id}")
 
     def add_bots(self, count: int, *, prefix: str = "Music") -> list[Any]:
         """Register `count` more bot applications, named "<prefix> <n>" with n continuing the numbering."""

@@ -245,9 +245,11 @@ class DiscordEmulator:
         its Lavalink node report WebSocketClosedEvent 4014)."""
         self.voice.listeners.append(listener)
 
-    def voice_server(self, app: BotApp, guild_id: int) -> dict[str, str] | None:
-        """The voice credentials (token, endpoint, session_id) Discord last issued to this bot in this guild."""
-        return self.gateway.voice_servers.get((app.user_id, guild_id))
+    def voice_server(self, app: BotApp | int, guild_id: int) -> dict[str, str] | None:
+        """The voice credentials (token, endpoint, session_id) Discord last issued to this bot (an app or its
+        user id) in this guild; None once it left or was disconnected."""
+        user_id = app if isinstance(app, int) else app.user_id
+        return self.gateway.voice_servers.get((user_id, guild_id))
 
     def permissions_for(self, guild_id: int, user_id: int, channel_id: int | None = None) -> int:
         return self.state.permissions_for(guild_id, user_id, channel_id)

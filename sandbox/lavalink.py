@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, web
 from sandbox.catalogue import Catalogue
 from sandbox.lavalink_faults import FaultPlan
 from sandbox.lavalink_rest import ApiError, RestApi, error_response
-from sandbox.lavalink_sessions import NodeState, Session
+from sandbox.lavalink_sessions import NodeState, Session, VoiceVerifier
 from sandbox.lavalink_websocket import RECORD, WEBSOCKET_PATH, Connection, WebsocketEndpoint
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,12 @@ class LavalinkEmulator:
     ``upgrade()`` (or ``restart(..., upgrade=True)``, the upgrade happening while the node is down) moves the
     node to a newer track encoding: tracks encoded before no longer decode (500 "Failed to decode track due
     to a mismatching version or missing source manager"), a new loadtracks gives tracks that play.
+
+    Voice: ``ll.voice_verifier = f`` makes the node accept only the voice credentials Discord issued:
+    ``f(user_id, guild_id, {"token", "endpoint", "sessionId"})`` returns None (accepted) or ``(code, reason)``,
+    and a refused connection reports WebSocketClosedEvent with that code and plays no audio (the Sandbox
+    wires this to the emulated Discord; a bare emulator accepts anything). ``close_voice(user_id, guild_id,
+    code, reason)`` closes a player's voice connection as Discord or the network would (4014, 4006, 1006...).
 
     Rough edges kept on purpose (Lavalink 4.0.x does the same): REST without ``Authorization`` -> 401, with a
     wrong one -> 403, both with an empty body; a disconnected resumable session answers 404 "Session not
@@ -276,6 +282,29 @@ class LavalinkEmulator:
             for guild_id, player in session.players.items():
                 found[guild_id] = player.snapshot()
         return found
+
+    @property
+    def voice_verifier(self) -> VoiceVerifier | None:
+        return self.node.voice_verifier
+
+    @voice_verifier.setter
+    def voice_verifier(self, verifier: VoiceVerifier | None) -> None:
+        self.node.voice_verifier = verifier
+
+    def close_voice(self, user_id: int | str, guild_id: int | str, code: int, reason: str = "",
+                    *, by_remote: bool = True) -> bool:
+        """Close the voice connection of the user's player in ``guild_id`` (every session of that user):
+        WebSocketClosedEvent ``code``/``reason``/``byRemote``, then a playerUpdate with connected false; the
+        track stops advancing until the client sends voice credentials Discord accepts. False if no player
+        had an open voice connection."""
+        closed = False
+        for session in self._sessions_of(user_id):
+            player = session.players.get(int(guild_id))
+            if player is not None and player.close_voice(code, reason, by_remote):
+                closed = True
+        if closed:
+            self._notify()
+        return closed
 
     @property
     def stuck_threshold_ms(self) -> int:

@@ -59,7 +59,9 @@ class Player:
         self.paused = False
         self.volume = 100
         self.filters: dict[str, Any] = {}
-        self.voice: dict[str, str] | None = None
+        self.voice: dict[str, str] | None = None  # the credentials the client sent last
+        self.voice_open = False  # the node's voice websocket to Discord is up (Koe's gatewayConnection.isOpen)
+        self.voice_closed: dict[str, Any] | None = None  # the last WebSocketClosedEvent's code/reason/byRemote
         self.end_time: int | None = None
         self.frozen = False  # a stuck- track that stopped advancing
         self.stuck = False  # ... and reported TrackStuckEvent
@@ -73,7 +75,7 @@ class Player:
 
     @property
     def connected(self) -> bool:
-        return self.voice is not None
+        return self.voice is not None and self.voice_open
 
     def rate(self) -> float:
         """Track milliseconds per real millisecond."""
@@ -208,6 +210,7 @@ class Player:
             "filters": dict(self.filters),
             "voice": dict(self.voice) if self.voice else None,
             "connected": self.connected,
+            "voice_closed": dict(self.voice_closed) if self.voice_closed else None,
             "end_time": self.end_time,
             "frozen": self.frozen,
             "stuck": self.stuck,
@@ -225,13 +228,53 @@ class Player:
     # -- operations (called by the REST layer, in Lavalink's order) -----------------------------------------
 
     def set_voice(self, voice: dict[str, str]) -> None:
+        """Connect to Discord's voice server with these credentials, as Lavalink's PlayerRestHandler does:
+        the same credentials on an open connection change nothing; anything else replaces the connection.
+        Credentials Discord did not issue (see NodeState.voice_verifier) make the new connection close at
+        once: WebSocketClosedEvent with Discord's voice close code, and no audio."""
+        if self.voice_open and self.voice == voice:
+            return
+        verifier = self.node.voice_verifier
+        rejection = verifier(self.session.user_id, self.guild_id, dict(voice)) if verifier is not None else None
         self._rebase()
         self.voice = dict(voice)
+        if rejection is not None:
+            self.voice_open = False
+            self._arm()
+            code, reason = rejection
+            log.warning("Voice connection for guild %s refused by Discord: %s %s", self.guild_id, code, reason)
+            # Koe's connect() completes first, the voice server closes right after: the event follows the answer.
+            self.node.loop.call_soon(self._voice_lost, code, reason, True)
+            return
+        self.voice_open = True
+        self.voice_closed = None
         if self._cleanup is not None:
             self._cleanup.cancel()
             self._cleanup = None
         self._arm()
         self.send_update()  # Koe's gatewayReady triggers one in real Lavalink
+
+    def close_voice(self, code: int, reason: str, by_remote: bool = True) -> bool:
+        """Discord (or the network) closes the node's voice websocket: no more audio until new credentials
+        arrive. Returns False when there was no open voice connection to close."""
+        if not self.voice_open:
+            return False
+        self._voice_lost(code, reason, by_remote)
+        return True
+
+    def _voice_lost(self, code: int, reason: str, by_remote: bool) -> None:
+        if self.session.destroyed:
+            return
+        self._rebase()
+        self.voice_open = False
+        self.voice_closed = {"code": code, "reason": reason, "byRemote": by_remote}
+        self._arm()
+        if self.track is not None and self._cleanup is None:  # nobody pulls audio any more (lavaplayer cleanup)
+            self._cleanup = self.node.loop.call_later(self.node.cleanup_threshold, self._end, "cleanup")
+        # Lavalink's WsEventHandler.gatewayClosed: the event, then a playerUpdate (connected false)
+        self.session.emit({"op": "event", "type": "WebSocketClosedEvent", "guildId": str(self.guild_id),
+                           "code": code, "reason": reason, "byRemote": by_remote})
+        self.send_update()
 
     def set_paused(self, paused: bool) -> None:
         self._rebase()

@@ -138,6 +138,11 @@ class Session:
         self.players.clear()
 
 
+#: ``(user_id, guild_id, voice) -> None`` when Discord would accept these voice credentials (token, endpoint,
+#: sessionId) for this bot in this guild, else ``(close code, reason)`` of the voice websocket Discord closes.
+VoiceVerifier = Callable[[int, int, dict[str, str]], "tuple[int, str] | None"]
+
+
 class NodeState:
     """All sessions of one emulated node plus the node-wide clock settings."""
 
@@ -157,6 +162,9 @@ class NodeState:
         self.stats_interval = stats_interval
         self.cleanup_threshold = cleanup_threshold
         self.clock = clock
+        # Who checks the voice credentials a client sends (see VoiceVerifier); None accepts any, as a bare
+        # emulator without a Discord to ask has to.
+        self.voice_verifier: VoiceVerifier | None = None
         self.sessions: dict[str, Session] = {}
         self.started_at = clock()
         self._counter = 0

@@ -19,6 +19,10 @@ from tests.helpers import Proc, register_commands, start_bot
 
 _guild_numbers = itertools.count(1)
 
+#: Lavalink's playerUpdateInterval in production (lavalink/application.yml): tests of stall detection and of
+#: restored positions run with it, so the bot sees positions as rarely as it will in production.
+PRODUCTION_PLAYER_UPDATE_INTERVAL = 5.0
+
 
 @dataclass
 class Fleet:

@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 async def test_players_move_to_a_live_node_when_theirs_dies(sandbox, tmp_path):
     async with LavalinkEmulator(password=LAVALINK_PASSWORD, player_update_interval=0.5) as second:
+        second.voice_verifier = sandbox.verify_voice  # as strict about voice credentials as the first node
         nodes = {"node-1": sandbox.lavalink, "node-2": second}
         fleet = await start_fleet(sandbox, 1, tmp_path / "logs",
                                   LAVALINK_URI=f"{sandbox.lavalink.uri},{second.uri}")

@@ -553,6 +553,9 @@ async def test_a_moderator_moving_the_bot_hands_the_new_voice_credentials_to_lav
     assert after["token"] != before["token"] and after["session_id"] == before["session_id"]
     player = await scene.wait_player(1, lambda p: (p["voice"] or {}).get("token") == after["token"])
     assert player["voice"]["sessionId"] == after["session_id"] and "moved-song" in player["identifier"]
+    # the node accepted the new token: still connected, the song plays on, no voice connection was lost
+    assert player["connected"] and player["voice_closed"] is None
+    await scene.wait_player(1, lambda p: p["position"] > player["position"])
     assert scene.bot_voice_channel(1) == scene.voice("Studio")
     [moved] = [e for e in discord.voice_moderations if e.guild_id == scene.guild_id]
     assert (moved.from_channel_id, moved.to_channel_id) == (scene.voice("Lounge"), scene.voice("Studio"))

@@ -9,7 +9,7 @@ import pytest_asyncio
 
 from sandbox.control import Sandbox
 from sandbox.discord_interactions import InteractionTimeout
-from tests.e2e.fleet import running_fleet, start_fleet
+from tests.e2e.fleet import PRODUCTION_PLAYER_UPDATE_INTERVAL, running_fleet, start_fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -20,7 +20,8 @@ def track_url(slug: str) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet(tmp_path_factory):
-    async with running_fleet(tmp_path_factory, 1, DJ_ROLE="DJ") as fleet:
+    async with running_fleet(tmp_path_factory, 1, DJ_ROLE="DJ",
+                             sandbox_options={"player_update_interval": PRODUCTION_PLAYER_UPDATE_INTERVAL}) as fleet:
         yield fleet
 
 
@@ -105,7 +106,9 @@ async def test_a_track_that_stops_making_progress_is_skipped(fleet):
     await scene.wait_player(1, lambda p: p["position"] > 0)
     fleet.lavalink.set_speed(0)  # Lavalink keeps reporting, but the position no longer moves
     try:
-        await scene.wait_message("**Frozen Song** stopped making progress; skipping it.", timeout=20)
+        # Worst case: one more changed position up to an update interval (5 s) after the freeze, then the
+        # bot's 10 s stall threshold and its 2 s sweep: 17 s; 40 s keeps more than 2x slack.
+        await scene.wait_message("**Frozen Song** stopped making progress; skipping it.", timeout=40)
     finally:
         fleet.lavalink.set_speed(1.0)
     await scene.wait_track(1, "thawed-song")

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from sandbox.control import Sandbox
-from tests.e2e.fleet import Fleet, Scene
+from tests.e2e.fleet import PRODUCTION_PLAYER_UPDATE_INTERVAL, Fleet, Scene
 from tests.e2e.test_supervisord import fleet_env, supervisor  # noqa: F401  (fixture)
 from tests.helpers import ROOT, Proc, clean_env
 
@@ -137,6 +137,15 @@ async def one_bot(sandbox: Sandbox, tmp_path: Path, run_bot):
     await ready(sandbox, [app])
     await scene.join("alice", "Lounge")
     return app, scene, state, env, bot
+
+
+@pytest.fixture
+async def sandbox():
+    """The e2e sandbox with production's playerUpdateInterval: snapshot positions come from what the bot
+    last heard (plus the time since), so they must hold with updates as rare as in production."""
+    async with Sandbox(player_update_interval=PRODUCTION_PLAYER_UPDATE_INTERVAL) as sb:
+        yield sb
+    assert not sb.lavalink.unimplemented, f"Lavalink routes not emulated: {sb.lavalink.unimplemented}"
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ async def test_gateway_fault_while_playing_keeps_queue_and_playback(fleet, kind)
     await playing(scene, bot=2, member="bob", channel="Studio", query=track_url(f"{kind}-sibling"))
     before_one, before_two = fleet.discord.gateway_stats(one), fleet.discord.gateway_stats(two)
     track_starts = len(fleet.lavalink.events)
+    voice_before = fleet.discord.voice_server(one, scene.guild_id)
 
     await _fault(fleet, one, kind)
 
@@ -68,6 +69,13 @@ async def test_gateway_fault_while_playing_keeps_queue_and_playback(fleet, kind)
 
     # Playback never stopped: same track, still advancing, no new track started, nothing paused.
     await assert_advancing(scene, 1, f"{kind}-one")
+    # ... on a voice connection Discord would accept now: after a new gateway session the bot rejoined and
+    # handed its node the new session's credentials (the node refuses stale ones, as production does).
+    player = await scene.wait_player(
+        1, lambda p: p["connected"] and fleet.sandbox.verify_voice(one.user_id, scene.guild_id, p["voice"]) is None)
+    assert player["voice"]["sessionId"] == fleet.discord.voice_server(one, scene.guild_id)["session_id"]
+    if EXPECTED[kind] == "identify":  # a new gateway session means a new voice session
+        assert player["voice"]["sessionId"] != voice_before["session_id"], (voice_before, player["voice"])
     # Commands keep working, and the bot still knows its player and its queue.
     queue = await scene.cmd(1, "alice", "queue")
     assert "Next" in queue_titles(queue) and "Last" in queue_titles(queue), queue_titles(queue)

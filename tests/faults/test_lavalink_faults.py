@@ -14,7 +14,7 @@ import time
 import pytest
 import pytest_asyncio
 
-from tests.e2e.fleet import running_fleet
+from tests.e2e.fleet import PRODUCTION_PLAYER_UPDATE_INTERVAL, running_fleet
 from tests.faults.helpers import assert_advancing, playing, queue_titles, track_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.asyncio(loop_scope="module")]
@@ -24,7 +24,9 @@ UNREACHABLE = "audio server is unreachable"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet(tmp_path_factory):
-    async with running_fleet(tmp_path_factory, 2) as fleet:
+    # production's update interval: the positions a rebuilt player resumes from are as stale as in production
+    async with running_fleet(tmp_path_factory, 2,
+                             sandbox_options={"player_update_interval": PRODUCTION_PLAYER_UPDATE_INTERVAL}) as fleet:
         yield fleet
 
 
