@@ -8,7 +8,9 @@
 | node back, new session                      | rebuilds each player: voice state, then the song at its position     |
 | node dead, another alive                    | moves its players to the least loaded live node                      |
 | new gateway session (not a resume)          | hands the player back to discord.py and rejoins its channel          |
-| voice lost                                  | not handled yet (no rejoin): the idle/alone sweep ends the player    |
+| voice dropped (4006, 4009, 4015, 1006)      | rejoins the same channel after 1, 5, 15 s; says so only when the     |
+|                                             | first try failed; keeps the song and queue (no stall skip meanwhile)|
+| voice closed by a moderator (4014)          | not a drop: wavelink ends the player; /play brings the bot back     |
 | track stuck (Lavalink) or stalled (10 s)    | skips it with a message                                              |
 | restore at start                            | rejoins and resumes from the snapshot (persistence.py)               |
 | encoding rejected (after a node upgrade)    | finds the song again by its URI, else skips it with one message;     |
@@ -21,6 +23,7 @@ rejected track, wavelink's auto-play task) are methods of MusicPlayer in utils/p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -42,6 +45,9 @@ log = logging.getLogger(__name__)
 STALL_SWEEP_EVERY = 2.0
 STALL_AFTER = 10.0  # seconds without a change in the reported position while playing
 REBUILD_TIMEOUT = 10.0
+VOICE_DROPPED = {4006, 4009, 4015, 1006}  # session invalid, timeout, server crashed, abnormal close; not 4014
+REJOIN_AFTER = (1.0, 5.0, 15.0)
+VOICE_CONFIRM = 12.0  # the node says `connected` in its next playerUpdate: every 5 s in production
 SWITCH_TIMEOUT = 10.0
 
 
@@ -69,11 +75,33 @@ def resume_saved_sessions(nodes: list[wavelink.Node], saved: dict[str, str]) -> 
             node._session_id = saved[node.identifier]
 
 
+def accept_every_voice_close_code() -> None:
+    """wavelink 3.5 turns a WebSocketClosedEvent's code into DiscordVoiceCloseType, a plain Enum that lacks codes
+    Lavalink does send (1006 for an abnormal close, 4020+ from newer voice servers): the ValueError ends wavelink's
+    websocket receive loop, so the node drops and every player is rebuilt. Give the Enum a `_missing_` that
+    answers unknown codes with a pseudo-member carrying the number, as Enum does for Flag values."""
+    close_type = wavelink.DiscordVoiceCloseType
+    if getattr(close_type, "_fleet_accepts_any", False):
+        return
+
+    def _missing_(cls: type[wavelink.DiscordVoiceCloseType], value: object) -> wavelink.DiscordVoiceCloseType | None:
+        if not isinstance(value, int):
+            return None
+        member = object.__new__(cls)
+        member._name_ = f"CODE_{value}"
+        member._value_ = value
+        return member
+
+    close_type._missing_ = classmethod(_missing_)  # type: ignore[method-assign, assignment]
+    close_type._fleet_accepts_any = True  # type: ignore[attr-defined]
+
+
 class Recovery(commands.Cog):
     def __init__(self, bot: MusicBot) -> None:
         self.bot = bot
 
     async def cog_load(self) -> None:
+        accept_every_voice_close_code()
         # setup_hook creates the nodes, loads the cogs and only then connects: the ids are in place in time.
         link = getattr(self.bot, "lavalink", None)  # absent when cogs are loaded outside setup_hook (tests)
         if link is not None:
@@ -147,12 +175,60 @@ class Recovery(commands.Cog):
             player.home = guild.get_channel(player.home.id)
         await guild.change_voice_state(channel=channel, self_deaf=True)
 
+    # ---- voice ----------------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_wavelink_websocket_closed(self, payload: wavelink.WebsocketClosedEventPayload) -> None:
+        """The node lost its voice connection to Discord. wavelink 3.5 acts only on 4014 (a moderator's
+        disconnect, which it ends itself); a drop would leave the player silent, so rejoin the channel."""
+        player = payload.player
+        code = payload.code.value  # a DiscordVoiceCloseType (see accept_every_voice_close_code)
+        if not isinstance(player, MusicPlayer) or code not in VOICE_DROPPED or self.bot.stopping:
+            return
+        log.warning("guild %s: voice connection lost (%s %s)", getattr(player.guild, "id", "?"), code,
+                    payload.reason or "")
+        player.voice_lost = True
+        player.voice_back.clear()
+        if player.rejoin_task is None or player.rejoin_task.done():
+            player.rejoin_task = asyncio.create_task(self._rejoin(player), name="voice-rejoin")
+
+    async def _rejoin(self, player: MusicPlayer) -> None:
+        guild = player.guild
+        for attempt, delay in enumerate(REJOIN_AFTER, start=1):
+            await asyncio.sleep(delay)
+            if not player.voice_lost:
+                return  # the node got its connection back by itself
+            channel = player.channel
+            if self.bot.stopping or not player.connected or guild is None or channel is None:
+                return
+            # Asking Discord for the same channel again gives a fresh voice session and server; wavelink hands
+            # them to the node (on_voice_server_update), which connects again and plays on from its position.
+            try:
+                await guild.change_voice_state(channel=channel, self_deaf=True)
+                await asyncio.wait_for(player.voice_back.wait(), VOICE_CONFIRM)
+            except (asyncio.TimeoutError, ConnectionError):
+                log.warning("guild %s: voice rejoin %d of %d failed", guild.id, attempt, len(REJOIN_AFTER))
+                if attempt == 1:
+                    await player.say(f"I lost my voice connection in {channel.mention}; trying to get back...")
+                continue
+            log.info("guild %s: voice connection back in #%s (try %d)", guild.id, channel.name, attempt)
+            if attempt > 1:
+                await player.say(f"Back in {channel.mention}; playing on.")
+            return
+        log.error("guild %s: gave up rejoining voice after %d tries", guild.id if guild else "?", len(REJOIN_AFTER))
+        await player.say("I couldn't get my voice connection back. Your queue is kept: use /play to bring me "
+                         "back, or /disconnect.")
+
     # ---- stuck and stalled tracks -------------------------------------------------------------------
 
     @commands.Cog.listener()
     async def on_wavelink_player_update(self, payload: wavelink.PlayerUpdateEventPayload) -> None:
-        if isinstance(payload.player, MusicPlayer):
-            payload.player.note_progress(payload.position)
+        player = payload.player
+        if isinstance(player, MusicPlayer):
+            player.note_progress(payload.position)
+            if payload.connected and player.voice_lost:
+                player.voice_lost = False
+                player.voice_back.set()
 
     @commands.Cog.listener()
     async def on_wavelink_track_stuck(self, payload: wavelink.TrackStuckEventPayload) -> None:
@@ -174,9 +250,9 @@ class Recovery(commands.Cog):
                 log.exception("guild %s: stall check failed", getattr(player.guild, "id", "?"))
 
     async def check_progress(self, player: MusicPlayer, now: float) -> None:
-        if not player.connected or player.current is None or player.paused \
+        if not player.connected or player.current is None or player.paused or player.voice_lost \
                 or player.node.status is not wavelink.NodeStatus.CONNECTED:
-            player.reset_progress()  # nothing should move (an audio server outage is handled above)
+            player.reset_progress()  # nothing should move (outages and voice drops are handled above)
             return
         if now - player.progress[1] >= STALL_AFTER:
             log.warning("guild %s: %s made no progress for %.0f s", getattr(player.guild, "id", "?"),

@@ -77,6 +77,11 @@ class MusicPlayer(wavelink.Player):
         self.progress: tuple[int, float] = (0, time.monotonic())
         self.idle_since: float | None = None
         self.alone_since: float | None = None
+        # Voice as the node sees it (playerUpdate's `connected`, which wavelink 3.5 ignores): recovery.py rejoins
+        # after a drop and the stall sweep leaves a song alone while there is no voice connection to play it on.
+        self.voice_lost = False
+        self.voice_back = asyncio.Event()
+        self.rejoin_task: asyncio.Task[None] | None = None
         self.restored_note: str | None = None  # shown once on the next panel ("Back after a restart ...")
         self.autoplay = wavelink.AutoPlayMode.partial  # play the queue on; recommendations only with /autoplay
         self.inactive_channel_tokens = None  # idle and alone are handled by our watchdog (commands/watchdog.py)
