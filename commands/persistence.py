@@ -188,8 +188,23 @@ class Persistence(commands.Cog):
                     self.store.delete(snapshot.guild_id)
         finally:
             self._restoring.clear()
+        await self._leave_silent_channels()
         # A resumed Lavalink session may still hold players of guilds we did not take back.
         await self.bot.lavalink.drop_orphans(keep=set(self._players()))
+
+    async def _leave_silent_channels(self) -> None:
+        """A process that crashed leaves Discord showing the bot in its voice channel. Where nothing was restored
+        (snapshot too old, permissions lost, nobody listening) that would be a mute bot in the channel: leave."""
+        for guild in self.bot.guilds:
+            me = guild.me
+            if me is None or me.voice is None or me.voice.channel is None or guild.voice_client is not None:
+                continue
+            log.info("guild %s: leaving #%s, where the previous process was and nothing plays now", guild.id,
+                     me.voice.channel.name)
+            try:
+                await guild.change_voice_state(channel=None)
+            except (ConnectionError, discord.ClientException) as exc:
+                log.warning("guild %s: could not leave the voice channel (%s)", guild.id, type(exc).__name__)
 
     @commands.Cog.listener()
     async def on_music_player_left(self, guild_id: int) -> None:
