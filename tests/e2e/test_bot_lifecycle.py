@@ -162,6 +162,15 @@ async def test_bot_reconnects_after_a_lavalink_node_restart(sandbox, run_bot):
     await wait_lavalink_connected(sandbox, app, timeout=40)
     result = await ping(sandbox, app, world)
     assert "Audio server node-1: connected." in result.content
+    # ... and it really works again: a command that searches and plays through the node.
+    await sandbox.discord.move_member(world.guild_id, world.member_ids["alice"], world.voice_ids["Lounge"])
+    played = await sandbox.discord.invoke(app, guild_id=world.guild_id, channel_id=world.text_id,
+                                          user_id=world.member_ids["alice"], command="play",
+                                          options={"query": "https://music.example/track/after-restart?length=600000"},
+                                          timeout=15)
+    assert played.content.startswith("Now playing: **[After Restart]"), played.content
+    await sandbox.lavalink.wait_for(lambda: (p := sandbox.lavalink.player(app.user_id, world.guild_id)) is not None
+                                    and p["position"] > 0, timeout=15)
 
 
 async def test_bot_reaches_ready_while_lavalink_is_unreachable(sandbox, run_bot):
