@@ -189,6 +189,7 @@ async def run(opts: Options) -> Result:
 
         for meter in (sampler, writer, build, encode):
             meter.reset()
+        await asyncio.get_running_loop().run_in_executor(None, cog.writer.flush, 120.0)  # steady's last writes
         writes = cog.writer.writes
         await fleet.change_all()
         burst_started = time.perf_counter()

@@ -55,6 +55,7 @@ def test_quick_snapshot_benchmark_reports_its_figures(tmp_path):
     for figure in (steady["cpu_pct_core"], steady["longest_pass_ms"], details["burst"]["pass_ms"],
                    details["previous"]["cpu_pct_core"], details["previous"]["longest_pass_ms"]):
         assert isinstance(figure, float) and figure >= 0
-    assert details["burst"]["writes"] == guilds
+    # Every guild changed at once is written (a busy machine may add a drift rewrite the sampler made meanwhile).
+    assert guilds <= details["burst"]["writes"] <= 2 * guilds
     assert isinstance(result["met"], bool)
     assert "| 1 | Snapshot cost |" in (out / "latest.md").read_text()

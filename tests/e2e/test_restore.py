@@ -229,8 +229,10 @@ async def test_snapshot_of_an_emptied_channel_is_not_restored(sandbox, managed):
                                    timeout=30)
     await fleet.proc.wait_for_line(r"not restoring the player \(nobody is listening", timeout=20)
     assert not snapshot_file(fleet.state_dir, 1, scene.guild_id).exists()
+    # Never rejoined; the channel Discord still showed it in after the crash is left, not kept by a mute bot.
+    await sandbox.discord.wait_for(lambda: scene.bot_voice_channel(1) is None, timeout=10)
     ops = [op for op in sandbox.discord.voice_ops[scene.app(1).user_id] if str(op["guild_id"]) == str(scene.guild_id)]
-    assert ops[-1]["channel_id"] is not None and len(ops) == 1  # never rejoined only to leave again
+    assert [op["channel_id"] is None for op in ops] == [False, True], ops
 
 
 async def test_corrupt_and_foreign_snapshots_are_ignored_and_each_bot_restores_its_own(sandbox, tmp_path, run_bot):
