@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from utils.formatting import is_digits
+
 EX_CONFIG = 78  # sysexits.h: configuration error; supervisors must not restart on it
 
 DEFAULT_LAVALINK_URI = "http://127.0.0.1:2333"
@@ -223,7 +225,7 @@ def fleet_user_ids(env: Mapping[str, str] | None = None) -> dict[int, int]:
                 ids[n] = uid
     for key, value in env.items():
         match = _CLIENT_ID_VAR.match(key)
-        if match and value.strip().isdigit() and int(match.group(1)) >= 1:
+        if match and is_digits(value.strip()) and int(match.group(1)) >= 1:
             ids[int(match.group(1))] = int(value.strip())
     return dict(sorted(ids.items()))
 
@@ -233,7 +235,7 @@ def parse_fleet_ids(text: str) -> dict[int, int]:
     ids: dict[int, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         index, sep, uid = part.partition(":")
-        if not (sep and index.strip().isdigit() and uid.strip().isdigit()):
+        if not (sep and is_digits(index.strip()) and is_digits(uid.strip())):
             raise ConfigError(f"{FLEET_IDS_VAR} must look like 1:<user id>,2:<user id>")
         ids[int(index)] = int(uid)
     return ids
@@ -250,7 +252,7 @@ def user_id_from_token(token: str) -> int | None:
         decoded = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    return int(decoded) if decoded.isdigit() else None
+    return int(decoded) if is_digits(decoded) else None
 
 
 def check_token_shape(token: str, var: str) -> None:
@@ -295,7 +297,7 @@ def _parse_int(env: Mapping[str, str], var: str, *, default: int | None, minimum
     raw = env.get(var, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < minimum:
+    if not is_digits(raw) or int(raw) < minimum:
         raise ConfigError(f"{var} must be a whole number of at least {minimum}")
     return int(raw)
 

@@ -8,6 +8,11 @@ STREAM_LENGTH_THRESHOLD = 2**62  # Lavalink reports live streams with a huge len
 _TIME = re.compile(r"^\s*(?:(\d{1,3}):)?(\d{1,3}):(\d{1,2})\s*$|^\s*(\d{1,6})\s*s?\s*$", re.ASCII)
 
 
+def is_digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() then refuses or reads differently."""
+    return text.isascii() and text.isdigit()
+
+
 def format_duration(ms: int | float) -> str:
     """1:23, 12:05 or 1:02:03 (hours only when needed)."""
     total = max(0, int(ms) // 1000)

@@ -24,7 +24,7 @@ MANAGER_PID_VAR = "FLEET_MANAGER_PID"
 def stop_with_manager() -> bool:
     """Arrange SIGTERM on the manager's death. True when armed; False when not under the manager or unsupported."""
     raw = os.environ.get(MANAGER_PID_VAR, "")
-    if not raw.isdigit() or not sys.platform.startswith("linux"):
+    if not (raw.isascii() and raw.isdigit()) or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

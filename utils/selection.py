@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Mapping
 
 from utils.config import ConfigError, discover_bot_indices
+from utils.formatting import is_digits
 
 
 class SelectionError(Exception):
@@ -22,7 +23,7 @@ def parse_bot_selection(text: str) -> list[int]:
     chosen: set[int] = set()
     for part in (p.strip() for p in text.split(",")):
         low, sep, high = part.partition("-")
-        if not low.strip().isdigit() or (sep and not high.strip().isdigit()):
+        if not is_digits(low.strip()) or (sep and not is_digits(high.strip())):
             raise ValueError(f"invalid bot selection {text!r}: use numbers and ranges like 1,3-5")
         first, last = int(low), int(high) if sep else int(low)
         if first < 1 or last < first:
