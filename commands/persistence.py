@@ -22,6 +22,7 @@ import discord
 import wavelink
 from discord.ext import commands, tasks
 
+from commands.recovery import RecoveringPlayer
 from utils.checks import preflight
 from utils.errors import MusicError
 from utils.formatting import format_duration, truncate
@@ -235,7 +236,7 @@ class Persistence(commands.Cog):
         if guild.voice_client is not None:
             return self._discard(snapshot, "already connected there")
 
-        player = await channel.connect(cls=MusicPlayer, self_deaf=True, timeout=10.0)
+        player = await channel.connect(cls=RecoveringPlayer, self_deaf=True, timeout=10.0)
         assert isinstance(player, MusicPlayer)
         home = guild.get_channel(snapshot.home_channel_id) if snapshot.home_channel_id else None
         player.home = home if isinstance(home, discord.abc.Messageable) else None

@@ -12,6 +12,7 @@ import wavelink
 from discord import app_commands
 from discord.ext import commands
 
+from commands.recovery import RecoveringPlayer
 from utils.checks import ensure_can_control, get_player, member_voice_channel, preflight
 from utils.embeds import added_message, playlist_message, track_length
 from utils.errors import AudioUnavailable, BadInput, MusicError, NotInVoice
@@ -81,7 +82,7 @@ class Playback(commands.Cog):
 
     async def _join(self, interaction: discord.Interaction, channel: discord.VoiceChannel) -> MusicPlayer:
         try:
-            player = await channel.connect(cls=MusicPlayer, self_deaf=True, timeout=VOICE_TIMEOUT)
+            player = await channel.connect(cls=RecoveringPlayer, self_deaf=True, timeout=VOICE_TIMEOUT)
         except (wavelink.ChannelTimeoutException, asyncio.TimeoutError):
             guild = interaction.guild
             if guild is not None and guild.voice_client is not None:

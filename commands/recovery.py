@@ -16,9 +16,12 @@
 | encoding rejected (after a node upgrade)    | finds the song again by its URI, else skips it with one message;     |
 |                                             | nothing playable at a restore -> leaves with a message (player.py)  |
 
-Workarounds for library behaviour that writes private attributes of wavelink or discord.py live in this module
-and say which upstream behaviour they cover. The player's own overrides (a bounded disconnect, re-resolving a
-rejected track, wavelink's auto-play task) are methods of MusicPlayer in utils/player.py.
+Every place that writes a private attribute of wavelink or discord.py is in this module and says which upstream
+behaviour it works around: RecoveringPlayer (the player bots connect with: a bounded disconnect, wavelink's
+position basis, its auto-play task), resume_saved_sessions, accept_every_voice_close_code and the gateway
+takeover. Re-resolving a rejected track needs only wavelink's public API: MusicPlayer.play in utils/player.py.
+One such write is not recovery and stays with its job: utils/versioned_queue.py swaps wavelink.Queue's internal
+list for one that counts changes (snapshot bookkeeping). tests/unit/test_private_writes.py keeps it that way.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import discord
 import wavelink
 from discord.ext import commands, tasks
 
-from utils.errors import MusicError
+from utils.errors import MusicError, TrackGone
 from utils.formatting import truncate
 from utils.lavalink import lavalink_call
 from utils.player import MusicPlayer
@@ -49,6 +52,49 @@ VOICE_DROPPED = {4006, 4009, 4015, 1006}  # session invalid, timeout, server cra
 REJOIN_AFTER = (1.0, 5.0, 15.0)
 VOICE_CONFIRM = 12.0  # the node says `connected` in its next playerUpdate: every 5 s in production
 SWITCH_TIMEOUT = 10.0
+DISCONNECT_TIMEOUT = 2.0
+
+
+class RecoveringPlayer(MusicPlayer):
+    """MusicPlayer plus the workarounds that reach into wavelink 3.5's private parts; what bots connect with."""
+
+    def position_moved(self, position: int) -> None:
+        """wavelink 3.5 leaves its position basis alone on play(), seek() and pause() until Lavalink's next
+        playerUpdate (5 s apart by default), so `position` reports the old place meanwhile (and a resumed track
+        jumps ahead by the time it spent paused since the last update). Set the basis when the request
+        succeeded, as Lavalink does: snapshots (and the panel) then see the right position at once."""
+        super().position_moved(position)
+        self._last_position = position
+        self._last_update = time.monotonic_ns()
+
+    async def _auto_play_event(self, payload: wavelink.TrackEndEventPayload) -> None:
+        """wavelink plays the next queued track from a task of its own; a rejected encoding there would end that
+        task with an unhandled exception and leave the bot silent in voice. Go on with a playable one instead."""
+        try:
+            await super()._auto_play_event(payload)
+        except TrackGone as exc:
+            await self.play_first_playable(self.queue.get() if self.queue else None, gone=[exc.title])
+
+    async def disconnect(self, **kwargs: object) -> None:
+        """Leave voice at once and drop the node's player within a bound.
+
+        wavelink's own disconnect() awaits the node's DELETE before leaving voice, with no timeout: a hung
+        node kept /disconnect, auto-leave and the watchdog waiting for minutes. Leaving voice first needs
+        only the gateway; the DELETE then finishes (or is abandoned) in the background."""
+        guild = self.guild
+        assert guild is not None
+        node = self.node
+        self._invalidate()  # wavelink's own first step: no longer connected, removed from discord.py
+        node._players.pop(guild.id, None)  # what wavelink's _destroy() does before its DELETE
+        try:
+            await asyncio.wait_for(guild.change_voice_state(channel=None), DISCONNECT_TIMEOUT)
+        except (asyncio.TimeoutError, ConnectionError, discord.ClientException) as exc:
+            log.warning("guild %s: could not send the voice leave (%s)", guild.id, type(exc).__name__)
+        try:
+            await lavalink_call(node._destroy_player(guild.id), DISCONNECT_TIMEOUT)
+        except MusicError:
+            log.warning("guild %s: the audio server did not drop the player in time; it will time it out",
+                        guild.id)
 
 
 async def skip_stalled(player: MusicPlayer, why: str) -> None:

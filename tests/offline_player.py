@@ -11,6 +11,7 @@ from typing import Any
 import wavelink
 
 from sandbox.catalogue import Catalogue
+from commands.recovery import RecoveringPlayer
 from utils.player import MusicPlayer
 
 _catalogue = Catalogue()
@@ -36,7 +37,7 @@ def offline_node(identifier: str = "offline") -> wavelink.Node:
 
 
 def offline_player(node: wavelink.Node, guild_id: int, channel_id: int = 1) -> MusicPlayer:
-    player = MusicPlayer(nodes=[node])
+    player = RecoveringPlayer(nodes=[node])
     player._guild = types.SimpleNamespace(id=guild_id)  # type: ignore[assignment]
     player.channel = types.SimpleNamespace(id=channel_id, members=[])  # type: ignore[assignment]
     player._connected = True

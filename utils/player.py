@@ -14,7 +14,7 @@ import discord
 import wavelink
 
 from utils.errors import MusicError, TrackGone
-from utils.formatting import truncate
+from utils.formatting import is_digits, truncate
 from utils.lavalink import lavalink_call
 from utils.snapshots import HISTORY_KEPT, GuildSnapshot, TrackPayload
 from utils.tracklist import LoopMode
@@ -23,7 +23,6 @@ from utils.versioned_queue import VersionedQueue
 log = logging.getLogger(__name__)
 
 REQUESTER_KEY = "requester_id"
-DISCONNECT_TIMEOUT = 2.0
 FIND_AGAIN_TIMEOUT = 8.0
 REJECTED_TRACK_STATUSES = (400, 500)
 
@@ -33,7 +32,7 @@ def requester_id(track: wavelink.Playable | None) -> int | None:
     if track is None:
         return None
     value = dict(track.extras).get(REQUESTER_KEY)
-    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None
+    return int(value) if isinstance(value, (int, str)) and is_digits(str(value)) else None
 
 
 def tag_requester(track: wavelink.Playable, user_id: int) -> None:
@@ -45,11 +44,11 @@ def track_payload(track: wavelink.Playable) -> TrackPayload:
     and reused while its extras object is the same one (tag_requester replaces it), so snapshots encode each
     track once; treat it as read-only."""
     extras = track.extras
-    cached: tuple[object, TrackPayload] | None = getattr(track, "_snapshot_payload", None)
+    cached: tuple[object, TrackPayload] | None = getattr(track, "fleet_snapshot_payload", None)
     if cached is not None and cached[0] is extras:
         return cached[1]
     payload = TrackPayload({**track.raw_data, "userData": dict(extras)})
-    track._snapshot_payload = (extras, payload)  # type: ignore[attr-defined]
+    track.fleet_snapshot_payload = (extras, payload)  # type: ignore[attr-defined]  # ours, not wavelink's
     return payload
 
 
@@ -62,6 +61,9 @@ def _build_snapshot(*, current: wavelink.Playable | None, queue: list[wavelink.P
 
 
 class MusicPlayer(wavelink.Player):
+    """The per-guild state and the music logic, through wavelink's public API only. Bots connect with
+    commands.recovery.RecoveringPlayer, which adds the workarounds that need wavelink's private parts."""
+
     home: discord.abc.Messageable | None
     panel_message: discord.Message | None
 
@@ -168,7 +170,7 @@ class MusicPlayer(wavelink.Player):
             if again is None:
                 raise TrackGone(track.title) from None
             played = await super().play(again, **kwargs)
-        self._set_position_basis(kwargs.get("start", 0))
+        self.position_moved(kwargs.get("start", 0))
         return played
 
     async def find_again(self, track: wavelink.Playable) -> wavelink.Playable | None:
@@ -208,14 +210,6 @@ class MusicPlayer(wavelink.Player):
                 more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
                 await self.say(f"The audio server can no longer find {names}{more}; skipped.")
 
-    async def _auto_play_event(self, payload: wavelink.TrackEndEventPayload) -> None:
-        # wavelink plays the next queued track from a task of its own; a rejected encoding there would end that
-        # task with an unhandled exception and leave the bot silent in voice. Go on with a playable one instead.
-        try:
-            await super()._auto_play_event(payload)
-        except TrackGone as exc:
-            await self.play_first_playable(self.queue.get() if self.queue else None, gone=[exc.title])
-
     async def say(self, text: str) -> None:
         """A line in the player's home channel; never fails the caller."""
         if self.home is None:
@@ -224,27 +218,6 @@ class MusicPlayer(wavelink.Player):
             await self.home.send(text)
         except discord.HTTPException as exc:
             log.info("guild %s: could not post in the home channel (%s)", self.guild and self.guild.id, exc.status)
-
-    async def disconnect(self, **kwargs: Any) -> None:
-        """Leave voice at once and drop the node's player within a bound.
-
-        wavelink's own disconnect() awaits the node's DELETE before leaving voice, with no timeout: a hung
-        node kept /disconnect, auto-leave and the watchdog waiting for minutes. Leaving voice first needs
-        only the gateway; the DELETE then finishes (or is abandoned) in the background."""
-        guild = self.guild
-        assert guild is not None
-        node = self.node
-        self._invalidate()  # wavelink's own first step: no longer connected, removed from discord.py
-        node._players.pop(guild.id, None)  # what wavelink's _destroy() does before its DELETE
-        try:
-            await asyncio.wait_for(guild.change_voice_state(channel=None), DISCONNECT_TIMEOUT)
-        except (asyncio.TimeoutError, ConnectionError, discord.ClientException) as exc:
-            log.warning("guild %s: could not send the voice leave (%s)", guild.id, type(exc).__name__)
-        try:
-            await lavalink_call(node._destroy_player(guild.id), DISCONNECT_TIMEOUT)
-        except MusicError:
-            log.warning("guild %s: the audio server did not drop the player in time; it will time it out",
-                        guild.id)
 
     async def leave(self, reason: str | None) -> None:
         """Leave voice for good: remove the panel, say why (auto-leave), disconnect."""
@@ -267,25 +240,21 @@ class MusicPlayer(wavelink.Player):
             except discord.HTTPException:
                 log.info("guild %s: could not say why I left", self.guild and self.guild.id)
 
-    # wavelink 3.5 leaves its position basis alone on play(), seek() and pause() until Lavalink's next
-    # playerUpdate (5 s apart by default), so `position` reports the old place meanwhile (and a resumed track
-    # jumps ahead by the time it spent paused since the last update). Set the basis when the request
-    # succeeded, as Lavalink does: snapshots (and the panel) then see the right position at once.
-    def _set_position_basis(self, position: int) -> None:
-        self._last_position = position
-        self._last_update = time.monotonic_ns()
+    def position_moved(self, position: int) -> None:
+        """play, seek or pause succeeded: the snapshot must be rewritten (RecoveringPlayer also moves wavelink's
+        position basis, which wavelink leaves alone until Lavalink's next playerUpdate)."""
         self.position_changes += 1
 
     async def seek(self, position: int = 0, /) -> None:
         await super().seek(position)
         if self.current is not None:
-            self._set_position_basis(position)
+            self.position_moved(position)
 
     async def pause(self, value: bool, /) -> None:
         position = self.position
         await super().pause(value)
         if self.current is not None:
-            self._set_position_basis(position)
+            self.position_moved(position)
 
     def fingerprint(self) -> tuple:
         """Everything a snapshot holds but a steadily advancing position: when this changes, the snapshot is out
