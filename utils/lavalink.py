@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -26,6 +27,7 @@ import aiohttp
 import discord
 import wavelink
 
+from utils import metrics
 from utils.config import LavalinkNode
 from utils.errors import AudioUnavailable, MusicError
 
@@ -48,16 +50,23 @@ async def lavalink_call(awaitable: Awaitable[T], timeout: float = LAVALINK_TIMEO
     disagreeing. A request that outlasts `timeout` finishes in the background instead (up to
     BACKGROUND_LIMIT), and wavelink's view follows whatever the node did."""
     task = asyncio.ensure_future(awaitable)
+    started = time.perf_counter()
+    metrics.LAVALINK_REQUESTS.inc()
     try:
         return await asyncio.wait_for(asyncio.shield(task), timeout)
     except asyncio.TimeoutError:
+        metrics.LAVALINK_ERRORS.labels("timeout").inc()
         _finish_in_background(task)
         raise AudioUnavailable() from None
     except (wavelink.InvalidNodeException, wavelink.NodeException, OSError, aiohttp.ClientError):
+        metrics.LAVALINK_ERRORS.labels("unreachable").inc()
         raise AudioUnavailable() from None
     except wavelink.LavalinkException as exc:
+        metrics.LAVALINK_ERRORS.labels("refused").inc()
         log.warning("Lavalink refused a request: %s", exc)
         raise AudioUnavailable() from None
+    finally:
+        metrics.LAVALINK_LATENCY.observe(time.perf_counter() - started)
 
 
 def _finish_in_background(task: asyncio.Future[T]) -> None:
