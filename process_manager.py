@@ -361,8 +361,10 @@ class FleetManager:
         assert self.health is not None
         health = proc.health
         silent = proc.silent_for(now)
-        if health is None or silent > 2 * self.health.interval + 3:
+        if silent > 2 * self.health.interval + 3:  # missed two probes or more
             return (f"silent {format_duration(silent)}", "-", "-")
+        if health is None:
+            return ("-", "-", "-")  # just started, not asked yet
         ready = "yes" if health.ready else f"no ({health.status})"
         return ready, latency_cell(health), str(health.body.get("players", "-"))
 

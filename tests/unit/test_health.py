@@ -294,6 +294,9 @@ def test_status_table_shows_readiness_latency_and_players_from_healthz():
     clock, spawn, watcher = FakeClock(100.0), FakeSpawn(), FakeWatcher()
     manager, printer = fleet(clock, spawn, watcher)
     manager.tick()
+    clock.now = 101
+    manager.print_status(clock.now)
+    assert printer.blocks[-1][1].split()[8:] == ["-", "-", "-", "-"]  # just started: not asked yet, not "silent"
     clock.now = 110
     watcher.answers = {1: (109.5, Health(200, {"gateway_latency_ms": 41.6, "players": 3})),
                        2: (101.0, Health(503, {"players": 0}))}
