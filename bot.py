@@ -127,7 +127,7 @@ class MusicBot(commands.Bot):
         self.gateway_up = True
         metrics.GATEWAY_RESUMES.inc()
 
-    async def on_connect(self) -> None:
+    async def on_connect(self) -> None:  # a new session (READY); a resumed one is on_resumed
         self.gateway_up = True
         metrics.GATEWAY_CONNECTS.inc()
 

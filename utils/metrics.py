@@ -45,9 +45,10 @@ RESTORES = Counter("musicbot_restores_total", "Players resumed from a snapshot a
 VOICE_REJOINS = Counter("musicbot_voice_rejoins_total", "Dropped voice connections brought back by rejoining")
 VOICE_REJOIN_FAILURES = Counter("musicbot_voice_rejoin_failures_total", "Dropped voice connections given up on "
                                 "after every rejoin attempt failed")
-GATEWAY_CONNECTS = Counter("musicbot_gateway_connects_total", "Gateway connections (the first one included)")
+GATEWAY_CONNECTS = Counter("musicbot_gateway_connects_total", "New gateway sessions (READY; the first one included, "
+                           "resumes not)")
 GATEWAY_DISCONNECTS = Counter("musicbot_gateway_disconnects_total", "Gateway connections lost")
-GATEWAY_RESUMES = Counter("musicbot_gateway_resumes_total", "Gateway sessions resumed after a reconnect")
+GATEWAY_RESUMES = Counter("musicbot_gateway_resumes_total", "Gateway sessions resumed after a reconnect (RESUMED)")
 
 READY = Gauge("musicbot_ready", "1 when /healthz answers 200 (ready, audio server up, event loop responsive)")
 GATEWAY_LATENCY = Gauge("musicbot_gateway_latency_seconds", "Last heartbeat round trip (NaN before the first)")
@@ -100,8 +101,10 @@ class AckClock:
         match = self._CALLBACK.search(path)
         if match is None:
             return None
+        if status >= 400:
+            return None  # not acknowledged (yet): discord.py retries a 429, and the retry that passes counts
         started = self._received.pop(int(match.group(1)), None)
-        if started is None or status >= 400:
+        if started is None:
             return None
         seconds = self.clock() - started
         ACK_LATENCY.observe(seconds)

@@ -153,6 +153,38 @@ async def test_metrics_count_a_play_and_a_refusal(served):
     assert status == 200 and body["players"] == 1 and body["queued_tracks"] == 2
 
 
+async def test_metrics_count_429s_gateway_resumes_and_voice_rejoins(served):
+    fleet, port, _ = served
+    bot = fleet.bots[0]
+    scene = await fleet.scene()
+    await scene.join("carol", "Lounge")
+    assert "Now playing" in (await scene.cmd(1, "carol", "play", query=LONG)).content
+    await scene.wait_player(1, lambda p: p["track"] is not None and p["voice"] is not None)
+    before = await scrape(port)
+
+    fleet.discord.inject_429("POST", r"^/interactions/\d+/[^/]+/callback$", count=1, retry_after=0.2)
+    result = await scene.cmd(1, "carol", "nowplaying")  # discord.py waits out the 429 and answers
+    assert result.content or result.embeds
+    await fleet.discord.send_reconnect(scene.app(1))  # op 7: the bot reconnects and resumes its session
+    await bot.wait_for_line(r"gateway session resumed", timeout=15)
+    fleet.sandbox.drop_voice(scene.app(1), scene.guild_id, 4006)  # the node loses voice: the bot rejoins
+    await bot.wait_for_line(rf"guild {scene.guild_id}: voice connection back in #Lounge", timeout=30)
+
+    after = await scrape(port)
+
+    def delta(name: str) -> float:
+        return after.get((name, ()), 0.0) - before.get((name, ()), 0.0)
+
+    assert delta("musicbot_discord_429_total") == 1
+    assert delta("musicbot_discord_failed_requests_total") == 1
+    assert after[("musicbot_failed_request_budget_used", ())] >= 1
+    assert delta("musicbot_interaction_ack_seconds_count") == 1  # the retry that passed, once
+    assert delta("musicbot_gateway_resumes_total") == 1
+    assert delta("musicbot_gateway_disconnects_total") == 1
+    assert delta("musicbot_gateway_connects_total") == 0  # resumed: no new session
+    assert delta("musicbot_voice_rejoins_total") == 1 and delta("musicbot_voice_rejoin_failures_total") == 0
+
+
 # ---- the manager ---------------------------------------------------------------------------------------------
 
 async def run_status(env: dict[str, str]) -> tuple[int, list[str]]:

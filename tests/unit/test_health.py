@@ -105,12 +105,22 @@ def test_ack_clock_observes_the_callback_of_a_received_interaction():
     assert sample("musicbot_interaction_ack_seconds_count") == before + 1
 
 
-def test_ack_clock_forgets_old_interactions_and_refused_callbacks():
+def test_ack_clock_forgets_old_interactions():
     acks = metrics.AckClock(FakeClock())
     for i in range(acks.KEEP + 5):
         acks.received(i)
     assert acks.request_done("/interactions/0/t/callback", 204) is None  # dropped: never grows without bound
-    assert acks.request_done("/interactions/7/t/callback", 404) is None  # Discord refused: nothing acknowledged
+    assert acks.request_done("/interactions/7/t/callback", 204) == 0.0
+
+
+def test_ack_clock_counts_a_rate_limited_callback_when_its_retry_passes():
+    clock = FakeClock(10.0)
+    acks = metrics.AckClock(clock)
+    acks.received(5)
+    clock.now = 10.4
+    assert acks.request_done("/interactions/5/t/callback", 429) is None  # refused: not acknowledged yet
+    clock.now = 10.9
+    assert acks.request_done("/interactions/5/t/callback", 204) == pytest.approx(0.9)  # from arrival, retry included
 
 
 # ---- configuration ------------------------------------------------------------------------------------------
