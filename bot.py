@@ -29,9 +29,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from commands import EXTENSIONS
+from utils import metrics
 from utils.config import EX_CONFIG, ConfigError, Settings
 from utils.config_exit import hold_config_exit
-from utils import metrics
 from utils.endpoints import apply_endpoint_overrides
 from utils.health import HealthInput, LoopLagMonitor
 from utils.lavalink import NodeLink
@@ -70,7 +70,8 @@ class MusicBot(commands.Bot):
     guild_volumes: dict[int, int]  # kept for the process lifetime (and in snapshots)
     request_budget: FailureBudget
     stopping: bool
-    gateway_up: bool  # between on_connect and on_disconnect
+    gateway_up: bool  # from READY or RESUMED to the next disconnect
+    started: float  # monotonic, for /healthz uptime
     lag: LoopLagMonitor
     health_server: HealthServer | None  # /healthz and /metrics when METRICS_PORT is set
 
