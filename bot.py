@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from utils.token_env import own_environment, reexec_with_own_token
 
@@ -24,17 +25,23 @@ if __name__ == "__main__":
     reexec_with_own_token(sys.argv[1:])  # first, while a re-exec costs ~30 ms (discord not imported yet)
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from commands import EXTENSIONS
+from utils import metrics
 from utils.config import EX_CONFIG, ConfigError, Settings
 from utils.config_exit import hold_config_exit
 from utils.endpoints import apply_endpoint_overrides
+from utils.health import HealthInput, LoopLagMonitor
 from utils.lavalink import NodeLink
 from utils.log import setup_logging
 from utils.parent_watch import stop_with_manager
 from utils.replies import report_error
 from utils.request_budget import FailureBudget
+
+if TYPE_CHECKING:
+    from utils.health_server import HealthServer
 
 log = logging.getLogger("bot")
 
@@ -63,6 +70,10 @@ class MusicBot(commands.Bot):
     guild_volumes: dict[int, int]  # kept for the process lifetime (and in snapshots)
     request_budget: FailureBudget
     stopping: bool
+    gateway_up: bool  # from READY or RESUMED to the next disconnect
+    started: float  # monotonic, for /healthz uptime
+    lag: LoopLagMonitor
+    health_server: HealthServer | None  # /healthz and /metrics when METRICS_PORT is set
 
     def __init__(self, settings: Settings) -> None:
         intents = build_intents()
@@ -81,6 +92,10 @@ class MusicBot(commands.Bot):
         self.settings = settings
         self.guild_volumes = {}
         self.stopping = False
+        self.gateway_up = False
+        self.started = time.monotonic()
+        self.lag = LoopLagMonitor()
+        self.health_server = None
 
     async def setup_hook(self) -> None:
         self.tree.on_error = report_error  # one answer per failure; cogs define no handlers of their own
@@ -91,7 +106,18 @@ class MusicBot(commands.Bot):
             except Exception:
                 log.exception("failed to load extension %s", extension)
         self.lavalink.start()  # after the cogs: their node-ready listeners must be there
+        metrics.bind(self, self.request_budget, lambda: sum(s == "CONNECTED" for _, s in self.lavalink.status()))
         # Commands are registered by register_commands.py, never on start-up (global syncs are rate limited).
+
+    async def start_health_server(self) -> None:
+        """/healthz and /metrics (METRICS_PORT set), from before login: 503 until READY, then 200."""
+        if self.settings.metrics_port is None:
+            return
+        from utils.health_server import HealthServer  # only bots that serve it pay for the server code
+
+        self.lag.start()
+        self.health_server = HealthServer(self.health_input, self.settings.metrics_host, self.settings.metrics_port)
+        await self.health_server.start()
 
     async def on_ready(self) -> None:
         assert self.user is not None
@@ -99,6 +125,34 @@ class MusicBot(commands.Bot):
 
     async def on_resumed(self) -> None:
         log.info("gateway session resumed")
+        self.gateway_up = True
+        metrics.GATEWAY_RESUMES.inc()
+
+    async def on_connect(self) -> None:  # a new session (READY); a resumed one is on_resumed
+        self.gateway_up = True
+        metrics.GATEWAY_CONNECTS.inc()
+
+    async def on_disconnect(self) -> None:
+        if self.gateway_up:  # discord.py dispatches it for every failed attempt too
+            metrics.GATEWAY_DISCONNECTS.inc()
+        self.gateway_up = False
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        metrics.ACKS.received(interaction.id)
+
+    async def on_app_command_completion(self, interaction: discord.Interaction,
+                                        command: app_commands.Command | app_commands.ContextMenu) -> None:
+        metrics.INTERACTIONS.labels(command.qualified_name, "ok").inc()  # failures: utils/replies.report_error
+
+    def health_input(self) -> HealthInput:
+        """What /healthz reports, read on the loop (see utils/health.py)."""
+        nodes = dict(self.lavalink.status()) if hasattr(self, "lavalink") else {}
+        return HealthInput(
+            bot=self.settings.bot_index, pid=os.getpid(), uptime=time.monotonic() - self.started,
+            ready=self.is_ready() and self.gateway_up, gateway_latency=self.latency, nodes=nodes,
+            players=len(self.voice_clients),
+            queued=sum(len(getattr(vc, "queue", ())) for vc in self.voice_clients),
+            loop_lag=self.lag.current(), closing=self.stopping or self.is_closed())
 
     async def close(self) -> None:
         """Leave voice cleanly, then close Lavalink and the gateway."""
@@ -122,6 +176,9 @@ class MusicBot(commands.Bot):
                                     result)
         if hasattr(self, "lavalink"):  # absent when closing before setup_hook ran
             await self.lavalink.close()
+        self.lag.stop()
+        if self.health_server is not None:
+            await self.health_server.close()
         await super().close()
 
 
@@ -156,6 +213,7 @@ async def run(settings: Settings) -> int:
 
     try:
         async with bot:
+            await bot.start_health_server()
             await bot.start(settings.token, reconnect=True)
     except discord.LoginFailure:
         log.error("%s was rejected by Discord (401 Unauthorized): check the token", settings.token_var)

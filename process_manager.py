@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from utils.config import EX_CONFIG, ConfigError, discover_bot_indices, fleet_user_ids, read_token
+from utils.config import EX_CONFIG, ConfigError, discover_bot_indices, fleet_user_ids, metrics_port, read_token
+from utils.health_probe import (Health, HealthWatcher, format_table, format_uptime, health_timeout, latency_cell,
+                                probe_host, probe_interval, status_report)
 from utils.selection import SelectionError, bot_selection_arg, select_bots
 from utils.token_env import bot_environment
 
@@ -68,6 +70,7 @@ class ProcessConfig:
     backoff_cap: float = 60.0  # exponential backoff 1, 2, 4 ... s, capped here
     stablesecs: float = 60.0  # RUNNING this long resets the failure count and the backoff
     exitcodes: tuple[int, ...] = (0,)  # expected exits from RUNNING: not restarted (autorestart=unexpected)
+    health_timeout: float = 0.0  # STARTING/RUNNING with no /healthz answer this long: SIGKILL, restart (0 = off)
 
 
 class Child(Protocol):
@@ -94,13 +97,7 @@ def describe_exit(status: int | None) -> str:
     return f"exit {status}"
 
 
-def format_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+format_duration = format_uptime
 
 
 class BotProcess:
@@ -124,6 +121,10 @@ class BotProcess:
         self.autostart = True  # cleared by stop(): a stopped bot is never started again
         self.stop_deadline = 0.0
         self.killed = False
+        self.health: Health | None = None  # the last /healthz answer of the current child, and when it came
+        self.health_at: float | None = None
+        self.silenced = False  # the current child is being killed for a silent /healthz
+        self.exit_note = ""  # why the last child was killed, for LAST EXIT
         self._spawn, self._notify, self._output = spawn, notify, output
 
     def _change_state(self, new: ProcessState, detail: str = "") -> None:
@@ -147,12 +148,13 @@ class BotProcess:
         self.restarts += 1 if self.starts else 0
         self.starts += 1
         self.laststart, self.killed = now, False
+        self.health, self.health_at, self.silenced = None, None, False
         try:
             self.child = self._spawn(self.index, self._output)
         except OSError as exc:
             self._change_state(ProcessState.STARTING)
             self._notify(f"{self.name}: could not start: {exc}")
-            self.exitstatus, self.last_exit_at = None, now
+            self.exitstatus, self.last_exit_at, self.exit_note = None, now, ""
             self._enter_backoff(now, "spawn error")
             return
         self.pid = self.child.pid
@@ -177,12 +179,36 @@ class BotProcess:
             self._notify(f"{self.name}: {reason}: SIGKILL to pid {self.pid}")
             self.child.signal(signal.SIGKILL)
 
+    def saw_health(self, at: float, health: Health) -> None:
+        """A /healthz answer received at `at`; answers from before the current child started are ignored."""
+        if at >= self.laststart and (self.health_at is None or at >= self.health_at):
+            self.health, self.health_at = health, at
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the current child last answered /healthz (since its start if it never did)."""
+        return now - (self.health_at if self.health_at is not None else self.laststart)
+
+    def _check_health(self, now: float) -> None:
+        """A bot whose /healthz stays silent has a stuck event loop (or is stopped): from the outside that is a
+        crash nobody else notices. SIGTERM would wait for that very loop, so SIGKILL; its exit restarts it."""
+        timeout = self.config.health_timeout
+        if timeout <= 0 or self.killed or self.child is None or self.state not in (ProcessState.STARTING,
+                                                                                     ProcessState.RUNNING):
+            return
+        silent = self.silent_for(now)
+        if silent >= timeout:
+            self.killed, self.silenced = True, True
+            self._notify(f"{self.name}: /healthz silent for {silent:.0f} s (HEALTH_TIMEOUT {timeout:g} s): "
+                         f"SIGKILL to pid {self.pid}, restarting it")
+            self.child.signal(signal.SIGKILL)
+
     def transition(self, now: float) -> None:
         """Take the transitions that are due at `now` (supervisord's `transition()`)."""
         if self.state in _LIVE_STATES and self.child is not None:
             status = self.child.poll()
             if status is not None:
                 self._finish(status, now)
+        self._check_health(now)
         cfg = self.config
         if self.state is ProcessState.STARTING and now - self.laststart >= cfg.startsecs:
             self._change_state(ProcessState.RUNNING, f"up for {cfg.startsecs:g} s")
@@ -199,6 +225,7 @@ class BotProcess:
         uptime = now - self.laststart
         self.child, self.pid = None, None
         self.exitstatus, self.last_exit_at = status, now
+        self.exit_note = " (/healthz silent)" if self.silenced else ""
         what = f"{describe_exit(status)} after {uptime:.1f} s"
         if self.state is ProcessState.STOPPING:
             self._change_state(ProcessState.STOPPED, what)
@@ -235,8 +262,9 @@ class FleetManager:
     def __init__(self, indices: Iterable[int], *, spawn: Spawn, printer: Printer,
                  clock: Callable[[], float] = time.monotonic, config: ProcessConfig | None = None,
                  stagger: float = 0.5, status_interval: float = 30.0,
-                 memory: Callable[[int], int | None] | None = None) -> None:
+                 memory: Callable[[int], int | None] | None = None, health: HealthWatcher | None = None) -> None:
         self.printer, self.clock = printer, clock
+        self.health = health  # /healthz of every bot (METRICS_PORT set): status columns and HEALTH_TIMEOUT
         self.config = config or ProcessConfig()
         self.stagger, self.status_interval = stagger, status_interval
         self.memory = memory or process_rss
@@ -254,6 +282,9 @@ class FleetManager:
         """One step: reap, take due transitions, start what is due (spaced by `stagger`), print status."""
         now = self.clock() if now is None else now
         for proc in self.processes.values():
+            latest = self.health.latest(proc.index) if self.health is not None else None
+            if latest is not None:
+                proc.saw_health(*latest)
             proc.transition(now)
         if not self.stopping:
             for proc in self.processes.values():
@@ -315,20 +346,39 @@ class FleetManager:
             rss = self.memory(proc.pid) if alive and proc.pid is not None else None
             last = "-"
             if proc.last_exit_at is not None:
-                last = f"{describe_exit(proc.exitstatus)}, {format_duration(now - proc.last_exit_at)} ago"
-            rows.append((proc.name, proc.state.name, str(proc.pid) if alive else "-",
-                         format_duration(now - proc.laststart) if alive else "-", str(proc.restarts),
-                         f"{rss / 2**20:.1f} MB" if rss is not None else "-", last))
+                last = (f"{describe_exit(proc.exitstatus)}{proc.exit_note}, "
+                        f"{format_duration(now - proc.last_exit_at)} ago")
+            row = (proc.name, proc.state.name, str(proc.pid) if alive else "-",
+                   format_duration(now - proc.laststart) if alive else "-", str(proc.restarts),
+                   f"{rss / 2**20:.1f} MB" if rss is not None else "-")
+            if self.health is not None:
+                row += self._health_cells(proc, now) if alive else ("-", "-", "-")
+            rows.append((*row, last))
         return rows
 
+    def _health_cells(self, proc: BotProcess, now: float) -> tuple[str, str, str]:
+        """READY, LATENCY, PLAYERS from the bot's last /healthz answer (if it is recent)."""
+        assert self.health is not None
+        health = proc.health
+        silent = proc.silent_for(now)
+        if silent > 2 * self.health.interval + 3:  # missed two probes or more
+            return (f"silent {format_duration(silent)}", "-", "-")
+        if health is None:
+            return ("-", "-", "-")  # just started, not asked yet
+        ready = "yes" if health.ready else f"no ({health.status})"
+        return ready, latency_cell(health), str(health.body.get("players", "-"))
+
     def print_status(self, now: float) -> None:
-        self.printer.block(format_status_table(self.status_rows(now)))
+        header = STATUS_HEADER if self.health is None else (*STATUS_HEADER[:-1], *HEALTH_COLUMNS, STATUS_HEADER[-1])
+        self.printer.block(format_status_table(self.status_rows(now), header))
 
     def run(self) -> int:
         """The real loop: install signal handlers, tick until finished, never leave a child behind."""
         pending: deque[int] = deque()  # handlers only append; the loop does the work (no locks in handlers)
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum)) for sig in handled}
+        if self.health is not None:
+            self.health.start()
         try:
             while True:
                 while pending:
@@ -338,6 +388,8 @@ class FleetManager:
                     break
                 time.sleep(POLL_INTERVAL)
         finally:
+            if self.health is not None:
+                self.health.stop()
             self._kill_leftovers()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -356,11 +408,12 @@ class FleetManager:
             time.sleep(0.05)
 
 
-def format_status_table(rows: Sequence[Sequence[str]]) -> list[str]:
-    header = ("BOT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT")
-    table = [header, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+STATUS_HEADER = ("BOT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT")
+HEALTH_COLUMNS = ("READY", "LATENCY", "PLAYERS")  # from /healthz, when METRICS_PORT is set
+
+
+def format_status_table(rows: Sequence[Sequence[str]], header: Sequence[str] = STATUS_HEADER) -> list[str]:
+    return format_table(header, rows)
 
 
 def process_rss(pid: int) -> int | None:
@@ -529,6 +582,11 @@ signals: SIGTERM, SIGINT or SIGHUP stop every bot (SIGTERM to its process group,
 A bot exiting 78 (configuration error) is never restarted, nor one exiting 0 once RUNNING; other
 exits restart after 1, 2, 4 ... s (capped by --backoff-cap). The failure count resets after 60 s of
 RUNNING; --startretries+1 consecutive failures before that -> FATAL for that bot only.
+
+health: with METRICS_PORT set, bot n serves /healthz on METRICS_PORT+n (METRICS_HOST, default 127.0.0.1);
+the status table shows its readiness, gateway latency and players, and a bot whose /healthz stays silent
+for HEALTH_TIMEOUT seconds (a stuck event loop) is killed and restarted. --status prints the table once
+from the endpoints and exits: 0 every bot ready, 1 some bot not ready or not answering, 78 no METRICS_PORT.
 """
 
 
@@ -562,6 +620,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--check", action="store_true", help="check tokens (Discord /users/@me) and Lavalink nodes, then exit")
     add("--status-interval", type=_non_negative(float), default=30.0, metavar="S",
         help="print the status table every S seconds; 0 disables (default: 30)")
+    add("--status", action="store_true", help="print the bots' readiness, latency and players from their /healthz "
+        "(METRICS_PORT) once and exit: 0 when every bot is ready")
+    add("--health-timeout", type=_non_negative(float), default=None, metavar="S",
+        help="restart a bot whose /healthz (METRICS_PORT) has not answered for S seconds, e.g. a stuck event loop; "
+             "0 disables (default: HEALTH_TIMEOUT, else 60)")
     add("--stopwaitsecs", type=_non_negative(float), default=defaults.stopwaitsecs, metavar="S",
         help="grace between SIGTERM and SIGKILL when stopping (default: %(default)g)")
     add("--startsecs", type=_non_negative(float), default=defaults.startsecs, metavar="S",
@@ -612,6 +675,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from utils.fleet_check import run_check  # lazy: urllib + ssl only for --check
 
         return run_check(indices, os.environ, sys.stdout)
+    try:
+        if args.status:
+            return status_report(indices, os.environ, sys.stdout)
+        ports = {n: port for n in indices if (port := metrics_port(os.environ, n)) is not None}
+        timeout = args.health_timeout if args.health_timeout is not None else health_timeout(os.environ)
+    except ConfigError as exc:
+        print(f"process_manager.py: {exc}", file=sys.stderr)
+        return EX_CONFIG
 
     _setup_manager_log(os.environ)
     secrets = []
@@ -623,11 +694,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets.append(os.environ.get("LAVALINK_PASSWORD", ""))  # a bot's traceback must not leak these either
     printer = Printer(sys.stdout, indices=indices, secrets=secrets)
     config = ProcessConfig(startsecs=args.startsecs, startretries=int(args.startretries),
-                           stopwaitsecs=args.stopwaitsecs, backoff_cap=args.backoff_cap)
+                           stopwaitsecs=args.stopwaitsecs, backoff_cap=args.backoff_cap,
+                           health_timeout=timeout if ports else 0.0)
+    health = HealthWatcher(ports, probe_host(os.environ), probe_interval(timeout)) if ports else None
     spawner = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python,
                                 fleet_ids=fleet_ids)
     manager = FleetManager(indices, spawn=spawner, printer=printer, config=config, stagger=args.stagger,
-                           status_interval=args.status_interval)
+                           status_interval=args.status_interval, health=health)
     printer.notice(f"starting {len(indices)} bot(s): {', '.join(map(str, indices))}")
     return manager.run()
 

@@ -23,6 +23,7 @@ import wavelink
 from discord.ext import commands, tasks
 
 from commands.recovery import RecoveringPlayer
+from utils import metrics
 from utils.checks import preflight
 from utils.errors import MusicError
 from utils.formatting import format_duration, truncate
@@ -252,6 +253,7 @@ class Persistence(commands.Cog):
             await player.leave("None of the songs I was playing can be found on the audio server any more, so I "
                                "left the voice channel. Use /play to start again.")
             return
+        metrics.RESTORES.inc()
         log.info("guild %s: restored the player in #%s (%s, %d queued)", guild.id, channel.name,
                  f"{track.title} at {format_duration(position)}" if track else "queue only",
                  len(player.queue))

@@ -35,6 +35,7 @@ import discord
 import wavelink
 from discord.ext import commands, tasks
 
+from utils import metrics
 from utils.errors import MusicError, TrackGone
 from utils.formatting import truncate
 from utils.lavalink import lavalink_call
@@ -257,10 +258,12 @@ class Recovery(commands.Cog):
                 if attempt == 1:
                     await player.say(f"I lost my voice connection in {channel.mention}; trying to get back...")
                 continue
+            metrics.VOICE_REJOINS.inc()
             log.info("guild %s: voice connection back in #%s (try %d)", guild.id, channel.name, attempt)
             if attempt > 1:
                 await player.say(f"Back in {channel.mention}; playing on.")
             return
+        metrics.VOICE_REJOIN_FAILURES.inc()
         log.error("guild %s: gave up rejoining voice after %d tries", guild.id if guild else "?", len(REJOIN_AFTER))
         await player.say("I couldn't get my voice connection back. Your queue is kept: use /play to bring me "
                          "back, or /disconnect.")

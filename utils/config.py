@@ -69,6 +69,8 @@ class Settings:
     restore: bool = True
     restore_max_age: int = 600  # seconds; older snapshots are discarded
     failed_request_budget: int = 500  # 401/403/429 per 10 minutes before this bot holds back its requests
+    metrics_port: int | None = None  # METRICS_PORT + n: /healthz and /metrics (utils/health_server.py); None = off
+    metrics_host: str = "127.0.0.1"  # METRICS_HOST: the bind address (0.0.0.0 in a container)
 
     @property
     def bot_state_dir(self) -> Path:
@@ -119,7 +121,20 @@ class Settings:
             restore=_parse_switch(env, "RESTORE", default=True),
             restore_max_age=_parse_int(env, "RESTORE_MAX_AGE", default=600, minimum=0),
             failed_request_budget=_parse_int(env, "FAILED_REQUEST_BUDGET", default=500, minimum=1),
+            metrics_port=metrics_port(env, bot_index),
+            metrics_host=env.get("METRICS_HOST", "").strip() or "127.0.0.1",
         )
+
+
+def metrics_port(env: Mapping[str, str], bot_index: int) -> int | None:
+    """Bot n's /healthz and /metrics port: METRICS_PORT + n, or None when METRICS_PORT is unset."""
+    base = _parse_int(env, "METRICS_PORT", default=None, minimum=1)
+    if base is None:
+        return None
+    if base + bot_index > 65535:
+        raise ConfigError(f"METRICS_PORT + {bot_index} (bot {bot_index}'s port) is above 65535; "
+                          f"choose a smaller METRICS_PORT")
+    return base + bot_index
 
 
 def resolve_bot_index(bot_index: int | None, env: Mapping[str, str]) -> int:

@@ -6,7 +6,9 @@
 2. A Lavalink node that shuts down sends a websocket close frame. wavelink's receive loop only
    expects CLOSED/CLOSING, tries to parse the CLOSE message as JSON and dies, leaving the node
    marked CONNECTED forever. We watch that loop and, when it dies, start wavelink's own
-   reconnect (with its backoff) ourselves.
+   reconnect (with its backoff) ourselves. The loop is watched from the moment a (re)connect
+   returns, not only once the node is ready: a reconnect that reaches a node still shutting down
+   gets its `ready` op, marks the node CONNECTED, then dies on the session PATCH that follows.
 
 It also remembers each node's session id on disk, so a restarted bot process resumes its
 Lavalink session (wavelink sends it as Session-Id) instead of leaving the old session's players
@@ -18,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+import weakref
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -26,6 +30,7 @@ import aiohttp
 import discord
 import wavelink
 
+from utils import metrics
 from utils.config import LavalinkNode
 from utils.errors import AudioUnavailable, MusicError
 
@@ -48,16 +53,23 @@ async def lavalink_call(awaitable: Awaitable[T], timeout: float = LAVALINK_TIMEO
     disagreeing. A request that outlasts `timeout` finishes in the background instead (up to
     BACKGROUND_LIMIT), and wavelink's view follows whatever the node did."""
     task = asyncio.ensure_future(awaitable)
+    started = time.perf_counter()
+    metrics.LAVALINK_REQUESTS.inc()
     try:
         return await asyncio.wait_for(asyncio.shield(task), timeout)
     except asyncio.TimeoutError:
+        metrics.LAVALINK_ERRORS.labels("timeout").inc()
         _finish_in_background(task)
         raise AudioUnavailable() from None
     except (wavelink.InvalidNodeException, wavelink.NodeException, OSError, aiohttp.ClientError):
+        metrics.LAVALINK_ERRORS.labels("unreachable").inc()
         raise AudioUnavailable() from None
     except wavelink.LavalinkException as exc:
+        metrics.LAVALINK_ERRORS.labels("refused").inc()
         log.warning("Lavalink refused a request: %s", exc)
         raise AudioUnavailable() from None
+    finally:
+        metrics.LAVALINK_LATENCY.observe(time.perf_counter() - started)
 
 
 def _finish_in_background(task: asyncio.Future[T]) -> None:
@@ -105,6 +117,7 @@ class NodeLink:
         self.sessions_file = state_dir / "lavalink-sessions.json" if state_dir is not None else None
         self._connect_task: asyncio.Task[None] | None = None
         self._reconnects: set[asyncio.Task[None]] = set()
+        self._watched: weakref.WeakSet[asyncio.Task[None]] = weakref.WeakSet()  # receive loops already guarded
         self._closing = False
 
     def start(self) -> None:
@@ -120,6 +133,7 @@ class NodeLink:
             await wavelink.Pool.connect(nodes=[node], client=self.client)
         except Exception:
             log.exception("Lavalink node %s: connection failed", node.identifier)
+        self.watch(node)
         if node.status is not wavelink.NodeStatus.CONNECTED and node.identifier not in wavelink.Pool.nodes:
             log.error("Lavalink node %s: gave up (wrong password or not a Lavalink v4 server?)", node.identifier)
 
@@ -168,11 +182,12 @@ class NodeLink:
                                     player.guild_id)
 
     def watch(self, node: wavelink.Node) -> None:
-        """Called on every node ready: guard the receive loop wavelink just started."""
+        """After every (re)connect and node ready: guard the receive loop wavelink started (once per loop)."""
         websocket = getattr(node, "_websocket", None)
         task = getattr(websocket, "keep_alive_task", None)
-        if task is None:
+        if task is None or task in self._watched:
             return
+        self._watched.add(task)
         task.add_done_callback(lambda t, node=node: self._on_receive_loop_end(node, t))
 
     def _on_receive_loop_end(self, node: wavelink.Node, task: asyncio.Task[None]) -> None:
@@ -189,6 +204,7 @@ class NodeLink:
         reconnect = asyncio.create_task(websocket.connect(), name=f"lavalink-reconnect-{node.identifier}")
         self._reconnects.add(reconnect)
         reconnect.add_done_callback(self._reconnects.discard)
+        reconnect.add_done_callback(lambda t, node=node: None if t.cancelled() or self._closing else self.watch(node))
 
     def status(self) -> list[tuple[str, str]]:
         """(identifier, status) per node, e.g. ("node-1", "CONNECTED")."""

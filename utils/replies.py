@@ -7,6 +7,7 @@ import logging
 import discord
 from discord import app_commands
 
+from utils import metrics
 from utils.errors import MusicError
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ async def report_error(interaction: discord.Interaction, error: BaseException) -
     """The one place where command and button failures become an ephemeral answer (and bugs a log entry)."""
     text = describe_error(error)
     command = interaction.command.qualified_name if interaction.command else (interaction.data or {}).get("custom_id")
+    if interaction.command is not None:  # slash commands; their successes count in bot.on_app_command_completion
+        metrics.INTERACTIONS.labels(interaction.command.qualified_name, "refused" if text else "error").inc()
     if text is None:
         log.error("guild %s: /%s failed", interaction.guild_id, command, exc_info=getattr(error, "original", error))
         text = GENERIC_FAILURE

@@ -18,6 +18,8 @@ from types import SimpleNamespace
 
 import aiohttp
 
+from utils import metrics
+
 log = logging.getLogger(__name__)
 
 WINDOW = 600.0
@@ -33,8 +35,10 @@ class FailureBudget:
         self._holding = False
 
     def record(self, status: int, scope: str | None = None) -> None:
-        if status in COUNTED and not (status == 429 and scope == "shared"):
+        counted = status in COUNTED and not (status == 429 and scope == "shared")
+        if counted:
             self._failures.append(self.clock())
+        metrics.count_discord_answer(status, counted)
 
     def _expire(self, now: float) -> None:
         while self._failures and now - self._failures[0] >= self.window:
@@ -76,6 +80,7 @@ class FailureBudget:
         async def on_end(session: aiohttp.ClientSession, context: SimpleNamespace,
                          params: aiohttp.TraceRequestEndParams) -> None:
             self.record(params.response.status, params.response.headers.get("X-RateLimit-Scope"))
+            metrics.ACKS.request_done(params.url.path, params.response.status)  # interaction callbacks only
 
         trace.on_request_start.append(on_start)
         trace.on_request_end.append(on_end)

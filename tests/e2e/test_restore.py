@@ -18,6 +18,7 @@ import pytest
 
 from sandbox.control import Sandbox
 from tests.e2e.fleet import PRODUCTION_PLAYER_UPDATE_INTERVAL, Fleet, Scene
+from tests.e2e.test_health_metrics import free_port, scrape
 from tests.e2e.test_supervisord import fleet_env, supervisor  # noqa: F401  (fixture)
 from tests.helpers import ROOT, Proc, clean_env
 
@@ -276,11 +277,14 @@ async def test_sigterm_keeps_the_snapshot_so_a_deploy_resumes(sandbox, tmp_path,
     bot.send_signal(signal.SIGTERM)
     assert await bot.wait() == 0
     assert snapshot_file(state, 1, scene.guild_id).exists()
-    await run_bot(1, env)
+    port = free_port()
+    restarted = await run_bot(1, {**env, "METRICS_PORT": str(port - 1)})
     player = await scene.wait_track(1, "deploy-song", timeout=30)
     assert player["paused"] is True
     queue = (await scene.cmd(1, "alice", "queue")).embeds[0]["description"]
     assert "After Deploy" in queue
+    await restarted.wait_for_line(rf"guild {scene.guild_id}: restored the player", timeout=10)
+    assert (await scrape(port))[("musicbot_restores_total", ())] == 1
 
 
 async def test_deploy_during_a_node_upgrade_resumes_with_fresh_encodings(sandbox, tmp_path, run_bot):
