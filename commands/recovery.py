@@ -8,9 +8,16 @@
 | node back, new session                      | rebuilds each player: voice state, then the song at its position     |
 | node dead, another alive                    | moves its players to the least loaded live node                      |
 | new gateway session (not a resume)          | hands the player back to discord.py and rejoins its channel          |
-| voice dropped (4006, 4009, 4015, 1006)      | rejoins the same channel after 1, 5, 15 s; says so only when the     |
-|                                             | first try failed; keeps the song and queue (no stall skip meanwhile)|
-| voice closed by a moderator (4014)          | not a drop: wavelink ends the player; /play brings the bot back     |
+| voice dropped (4006, 4009, 4015, 1006), or  | rejoins the same channel after 1, 5, 15 s (VOICE_REJOIN_DELAYS) and  |
+| our voice state cleared with no 4014 within | the node plays on from its position; silent when the first try works,|
+| KICK_WINDOW (1 s) of it                     | one message when it failed, one more when back; no stall skip meanwhile|
+| a rejoin try failed                         | the node closed again, or no `connected` within 12 s: next try       |
+| all tries failed                            | one message, leaves, and keeps the snapshot (at the position where   |
+|                                             | the song went silent) for the next start                             |
+| kicked: 4014 AND our voice state cleared,   | leaves for good: player and panel gone, snapshot ended, one message; |
+| within KICK_WINDOW of each other            | never rejoins; /play brings the bot back                             |
+| moved by a moderator (new channel + voice   | plays on in the new channel (wavelink hands the node the new server);|
+| server; a lone 4014 is part of a move)      | a member moving (the requester too) never moves the bot              |
 | track stuck (Lavalink) or stalled (10 s)    | skips it with a message                                              |
 | restore at start                            | rejoins and resumes from the snapshot (persistence.py)               |
 | encoding rejected (after a node upgrade)    | finds the song again by its URI, else skips it with one message;     |
