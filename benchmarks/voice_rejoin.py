@@ -95,8 +95,10 @@ async def run(opts: Options) -> Result:
     beyond_ms = [float(d["beyond_delay_s"]) * 1000 for d in drops]
     headline = (f"drop to playing again p50 {p50:.2f} s, worst {worst:.2f} s over {len(drops)} drops "
                 f"(4006, 1006, voice state vanished): first try after 1 s, the rejoin itself "
-                f"p50 {percentile(beyond_ms, 50):.0f} ms, max {max(beyond_ms):.0f} ms; {'silent' if silent else 'NOT silent'}")
-    table = ["| drop | n | back p50 s | back max s | op 4 sent p50 s | beyond the 1 s delay p50 / max ms | tries | messages |",
+                f"p50 {percentile(beyond_ms, 50):.0f} ms, max {max(beyond_ms):.0f} ms; "
+                f"{'silent' if silent else 'NOT silent'}")
+    table = ["| drop | n | back p50 s | back max s | op 4 sent p50 s | beyond the 1 s delay p50 / max ms | tries "
+             "| messages |",
              "|---|---|---|---|---|---|---|---|"]
     for kind, rows in by_kind.items():
         table.append(
