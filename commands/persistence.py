@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ class Saved:
     position: int = 0
     at: float = 0.0  # monotonic seconds
     empty: bool = False  # nothing to restore: no snapshot (deleted)
+    kept: bool = False  # the player left but its snapshot stays for the next start (see Persistence.keep)
 
 
 def drifted(saved: Saved, player: MusicPlayer, now: float) -> bool:
@@ -116,9 +118,18 @@ class Persistence(commands.Cog):
                 continue
             self.writer.save(guild_id, build)
             self._saved[guild_id] = Saved(fingerprint, build.keywords["position"], now)
-        for guild_id in [g for g in self._saved if g not in players and g not in self._restoring]:
+        for guild_id in [g for g, s in self._saved.items()
+                         if g not in players and g not in self._restoring and not s.kept]:
             self._forget(guild_id)
             del self._saved[guild_id]
+
+    def keep(self, guild_id: int, build: Callable[[], GuildSnapshot]) -> None:
+        """A player is about to leave although its session is not over (recovery.py: voice could not be got
+        back): write this last state and keep it, so the next start restores it, until a new player in the
+        guild replaces it."""
+        self.writer.save(guild_id, build)
+        self._saved[guild_id] = Saved((), kept=True)
+        log.info("guild %s: snapshot kept for the next start", guild_id)
 
     def _forget(self, guild_id: int) -> None:
         saved = self._saved.get(guild_id)

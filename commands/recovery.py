@@ -8,9 +8,16 @@
 | node back, new session                      | rebuilds each player: voice state, then the song at its position     |
 | node dead, another alive                    | moves its players to the least loaded live node                      |
 | new gateway session (not a resume)          | hands the player back to discord.py and rejoins its channel          |
-| voice dropped (4006, 4009, 4015, 1006)      | rejoins the same channel after 1, 5, 15 s; says so only when the     |
-|                                             | first try failed; keeps the song and queue (no stall skip meanwhile)|
-| voice closed by a moderator (4014)          | not a drop: wavelink ends the player; /play brings the bot back     |
+| voice dropped (4006, 4009, 4015, 1006), or  | rejoins the same channel after 1, 5, 15 s (VOICE_REJOIN_DELAYS) and  |
+| our voice state cleared with no 4014 within | the node plays on from its position; silent when the first try works,|
+| KICK_WINDOW (1 s) of it                     | one message when it failed, one more when back; no stall skip meanwhile|
+| a rejoin try failed                         | the node closed again, or no `connected` within 12 s: next try       |
+| all tries failed                            | one message, leaves, and keeps the snapshot (at the position where   |
+|                                             | the song went silent) for the next start                             |
+| kicked: 4014 AND our voice state cleared,   | leaves for good: player and panel gone, snapshot ended, one message; |
+| within KICK_WINDOW of each other            | never rejoins; /play brings the bot back                             |
+| moved by a moderator (new channel + voice   | plays on in the new channel (wavelink hands the node the new server);|
+| server; a lone 4014 is part of a move)      | a member moving (the requester too) never moves the bot              |
 | track stuck (Lavalink) or stalled (10 s)    | skips it with a message                                              |
 | restore at start                            | rejoins and resumes from the snapshot (persistence.py)               |
 | encoding rejected (after a node upgrade)    | finds the song again by its URI, else skips it with one message;     |
@@ -29,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 import wavelink
@@ -50,8 +57,10 @@ STALL_SWEEP_EVERY = 2.0
 STALL_AFTER = 10.0  # seconds without a change in the reported position while playing
 REBUILD_TIMEOUT = 10.0
 VOICE_DROPPED = {4006, 4009, 4015, 1006}  # session invalid, timeout, server crashed, abnormal close; not 4014
-REJOIN_AFTER = (1.0, 5.0, 15.0)
+VOICE_CLOSED = 4014  # "Disconnected": a kick (with our voice state cleared) or a move (with a new voice server)
+KICK_WINDOW = 1.0  # the 4014 (node) and the cleared voice state (gateway) of one kick arrive this close together
 VOICE_CONFIRM = 12.0  # the node says `connected` in its next playerUpdate: every 5 s in production
+# The delays before each rejoin try are Settings.voice_rejoin_delays (VOICE_REJOIN_DELAYS, default 1, 5, 15 s).
 SWITCH_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 2.0
 
@@ -76,6 +85,18 @@ class RecoveringPlayer(MusicPlayer):
         except TrackGone as exc:
             await self.play_first_playable(self.queue.get() if self.queue else None, gone=[exc.title])
 
+    async def on_voice_state_update(self, data: Any, /) -> None:
+        """wavelink 3.5 destroys the player on any VOICE_STATE_UPDATE without a channel, silently: the panel
+        stays, the snapshot goes, and a voice state Discord lost by itself is never rejoined. Our own leaves
+        never get here (disconnect() takes the player out of discord.py first), so it is a moderator's
+        disconnect or a loss; Recovery tells them apart (on_music_voice_state_gone)."""
+        if data.get("channel_id") or getattr(self.client, "stopping", False):
+            if data.get("channel_id"):
+                self.voice_state_gone_at = None
+            await super().on_voice_state_update(data)
+            return
+        self.client.dispatch("music_voice_state_gone", self)
+
     async def disconnect(self, **kwargs: object) -> None:
         """Leave voice at once and drop the node's player within a bound.
 
@@ -96,6 +117,38 @@ class RecoveringPlayer(MusicPlayer):
         except MusicError:
             log.warning("guild %s: the audio server did not drop the player in time; it will time it out",
                         guild.id)
+
+
+def mark_voice_lost(player: MusicPlayer) -> None:
+    """The player is silent for want of a voice connection: remember where the song went quiet."""
+    if not player.voice_lost:
+        player.voice_lost_position = player.position if player.current is not None else None
+    player.voice_lost = True
+    player.voice_back.clear()
+
+
+def alive(player: MusicPlayer) -> bool:
+    """Still this guild's player at its node (not left, disconnected or destroyed). wavelink's `connected` goes
+    false on a 4014 already, before we know whether it was a kick."""
+    return player.guild is not None and player.node.get_player(player.guild.id) is player
+
+
+def kicked(player: MusicPlayer) -> bool:
+    """A moderator's disconnect: the node's 4014 and our voice state cleared, within KICK_WINDOW of each other."""
+    gone, closed = player.voice_state_gone_at, player.closed_4014_at
+    return gone is not None and closed is not None and abs(gone - closed) <= KICK_WINDOW
+
+
+async def voice_confirmed(player: MusicPlayer) -> bool:
+    """Whether the node reports its voice connection up (playerUpdate `connected`) before it closes it again
+    or VOICE_CONFIRM passes."""
+    waits = [asyncio.ensure_future(player.voice_back.wait()), asyncio.ensure_future(player.voice_failed.wait())]
+    try:
+        await asyncio.wait(waits, timeout=VOICE_CONFIRM, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waits:
+            waiter.cancel()
+    return player.voice_back.is_set()
 
 
 async def skip_stalled(player: MusicPlayer, why: str) -> None:
@@ -226,47 +279,114 @@ class Recovery(commands.Cog):
 
     @commands.Cog.listener()
     async def on_wavelink_websocket_closed(self, payload: wavelink.WebsocketClosedEventPayload) -> None:
-        """The node lost its voice connection to Discord. wavelink 3.5 acts only on 4014 (a moderator's
-        disconnect, which it ends itself); a drop would leave the player silent, so rejoin the channel."""
+        """The node's voice connection to Discord closed. wavelink 3.5 acts only on 4014, and only half-way; a
+        drop would leave the player silent, so rejoin the channel. A 4014 is only noted: it is a kick together
+        with our voice state cleared (on_music_voice_state_gone), and a move otherwise (wavelink's own wait)."""
         player = payload.player
         code = payload.code.value  # a DiscordVoiceCloseType (see accept_every_voice_close_code)
-        if not isinstance(player, MusicPlayer) or code not in VOICE_DROPPED or self.bot.stopping:
+        if not isinstance(player, MusicPlayer) or self.bot.stopping:
+            return
+        if code == VOICE_CLOSED and payload.by_remote:
+            player.closed_4014_at = time.monotonic()
+            player.closed_4014.set()
+            return
+        if code not in VOICE_DROPPED:
             return
         log.warning("guild %s: voice connection lost (%s %s)", getattr(player.guild, "id", "?"), code,
                     payload.reason or "")
-        player.voice_lost = True
-        player.voice_back.clear()
-        if player.rejoin_task is None or player.rejoin_task.done():
-            player.rejoin_task = asyncio.create_task(self._rejoin(player), name="voice-rejoin")
+        rejoining = player.rejoin_task is not None and not player.rejoin_task.done()
+        mark_voice_lost(player)
+        if rejoining:
+            player.voice_failed.set()  # the try in progress failed
+        else:
+            self._start_rejoin(player)
 
-    async def _rejoin(self, player: MusicPlayer) -> None:
+    @commands.Cog.listener()
+    async def on_music_voice_state_gone(self, player: MusicPlayer) -> None:
+        """Discord says we are in no voice channel, and we did not ask to leave (RecoveringPlayer). A moderator's
+        disconnect also makes the node report 4014; the two come over different sockets in either order, so a
+        4014 within KICK_WINDOW of the voice state vanishing makes a kick. Anything else is a drop: rejoin."""
+        if self.bot.stopping or player.guild is None:
+            return
+        player.voice_state_gone_at = time.monotonic()
+        mark_voice_lost(player)
+        if not kicked(player):
+            player.closed_4014.clear()
+            try:
+                await asyncio.wait_for(player.closed_4014.wait(), KICK_WINDOW)
+            except asyncio.TimeoutError:
+                pass
+        if player.voice_state_gone_at is None or not alive(player):
+            return  # back in a channel meanwhile (a move, a rejoin), or the player is gone
+        if kicked(player):
+            await self._kicked(player)
+            return
+        log.warning("guild %s: my voice state vanished without a moderator's disconnect; rejoining", player.guild.id)
+        self._start_rejoin(player, waited=KICK_WINDOW)
+
+    async def _kicked(self, player: MusicPlayer) -> None:
+        """A moderator disconnected the bot: that is a decision, not a fault. Clean up, say so, never rejoin."""
+        if player.rejoin_task is not None:
+            player.rejoin_task.cancel()
+        channel = player.channel
+        log.info("guild %s: a moderator disconnected me from #%s; leaving for good", getattr(player.guild, "id", "?"),
+                 getattr(channel, "name", "?"))
+        where = channel.mention if channel is not None else "the voice channel"
+        await player.leave(f"A moderator disconnected me from {where}, so I stopped and cleared the queue. "
+                           "Use /play to bring me back.")
+
+    def _start_rejoin(self, player: MusicPlayer, waited: float = 0.0) -> None:
+        if player.rejoin_task is None or player.rejoin_task.done():
+            player.rejoin_task = asyncio.create_task(self._rejoin(player, waited), name="voice-rejoin")
+
+    async def _rejoin(self, player: MusicPlayer, waited: float = 0.0) -> None:
+        """Rejoin the same channel after each delay (VOICE_REJOIN_DELAYS; `waited`: already spent before the
+        first). Silent when the first try works; give up after the last, keeping the snapshot."""
         guild = player.guild
-        for attempt, delay in enumerate(REJOIN_AFTER, start=1):
-            await asyncio.sleep(delay)
+        delays = self.bot.settings.voice_rejoin_delays
+        for attempt, delay in enumerate(delays, start=1):
+            await asyncio.sleep(max(0.0, delay - waited) if attempt == 1 else delay)
             if not player.voice_lost:
                 return  # the node got its connection back by itself
             channel = player.channel
-            if self.bot.stopping or not player.connected or guild is None or channel is None:
+            if self.bot.stopping or not alive(player) or guild is None or channel is None:
                 return
             # Asking Discord for the same channel again gives a fresh voice session and server; wavelink hands
             # them to the node (on_voice_server_update), which connects again and plays on from its position.
+            player.voice_failed.clear()
             try:
                 await guild.change_voice_state(channel=channel, self_deaf=True)
-                await asyncio.wait_for(player.voice_back.wait(), VOICE_CONFIRM)
-            except (asyncio.TimeoutError, ConnectionError):
-                log.warning("guild %s: voice rejoin %d of %d failed", guild.id, attempt, len(REJOIN_AFTER))
-                if attempt == 1:
-                    await player.say(f"I lost my voice connection in {channel.mention}; trying to get back...")
-                continue
-            metrics.VOICE_REJOINS.inc()
-            log.info("guild %s: voice connection back in #%s (try %d)", guild.id, channel.name, attempt)
-            if attempt > 1:
-                await player.say(f"Back in {channel.mention}; playing on.")
-            return
+                back = await voice_confirmed(player)
+            except ConnectionError:
+                back = False
+            if back:
+                metrics.VOICE_REJOINS.inc()
+                log.info("guild %s: voice connection back in #%s (try %d)", guild.id, channel.name, attempt)
+                if attempt > 1:
+                    await player.say(f"Back in {channel.mention}; playing on.")
+                return
+            log.warning("guild %s: voice rejoin %d of %d failed", guild.id, attempt, len(delays))
+            if attempt == 1 and len(delays) > 1:
+                await player.say(f"I lost my voice connection in {channel.mention}; trying to get back...")
         metrics.VOICE_REJOIN_FAILURES.inc()
-        log.error("guild %s: gave up rejoining voice after %d tries", guild.id if guild else "?", len(REJOIN_AFTER))
-        await player.say("I couldn't get my voice connection back. Your queue is kept: use /play to bring me "
-                         "back, or /disconnect.")
+        log.error("guild %s: gave up rejoining voice after %d tries", guild.id if guild else "?", len(delays))
+        await self._give_up(player, len(delays))
+
+    async def _give_up(self, player: MusicPlayer, tries: int) -> None:
+        """Leave, but keep the snapshot (at the position where the song went silent) for the next start."""
+        guild, channel = player.guild, player.channel
+        if guild is None:
+            return
+        build = player.capture(stopped=True, position=player.voice_lost_position)
+        keep = getattr(self.bot.get_cog("Persistence"), "keep", None)  # not imported: persistence imports us
+        kept = build is not None and keep is not None
+        if kept:
+            keep(guild.id, build)
+        where = channel.mention if channel is not None else "the voice channel"
+        after = ("I saved the song and the queue: they come back when I'm restarted, or use /play to start again."
+                 if kept else "Use /play to start again.")
+        await player.leave(f"I couldn't get back into {where} after {tries} tries, so I left. {after}",
+                           keep_snapshot=kept)
 
     # ---- stuck and stalled tracks -------------------------------------------------------------------
 
@@ -275,7 +395,7 @@ class Recovery(commands.Cog):
         player = payload.player
         if isinstance(player, MusicPlayer):
             player.note_progress(payload.position)
-            if payload.connected and player.voice_lost:
+            if payload.connected and player.voice_lost and player.voice_state_gone_at is None:
                 player.voice_lost = False
                 player.voice_back.set()
 

@@ -8,7 +8,9 @@
 Voice is as strict as production: the Lavalink node plays only with the voice token, endpoint and session
 id the emulated Discord last issued to that bot in that guild (`verify_voice`); otherwise its voice
 connection closes (WebSocketClosedEvent 4004/4006) and no audio plays. A moderator's disconnect closes the
-bot's player with 4014; `drop_voice` simulates the node losing Discord's voice server (4006 or 1006).
+bot's player with 4014; `drop_voice` simulates the node losing Discord's voice server (4006 or 1006),
+`vanish_voice` Discord forgetting the bot's voice state (no moderator), `refuse_voice` a voice server that
+turns the bot's next connections away (its rejoins fail).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Sandbox:
                                          speed=lavalink_speed, player_update_interval=player_update_interval)
         self.apps: list[Any] = []
         self._revoked_voice_tokens: set[str] = set()
+        self._voice_refusals: dict[tuple[int, int], int] = {}  # (user id, guild id) -> connections still refused
         self.lavalink.voice_verifier = self.verify_voice
         self.discord.on_voice_moderation(self._on_voice_moderation)
 
@@ -86,6 +89,10 @@ class Sandbox:
         (code, reason) it answers with: no voice session issued, a stale session id, or a session Discord
         invalidated -> 4006; a token or endpoint that is not the one last issued -> 4004. Give it to another
         LavalinkEmulator (``node.voice_verifier = sandbox.verify_voice``) to make that node as strict."""
+        refusals = self._voice_refusals.get((int(user_id), int(guild_id)), 0)
+        if refusals:
+            self._voice_refusals[(int(user_id), int(guild_id))] = refusals - 1
+            return VOICE_SESSION_INVALID
         issued = self.discord.voice_server(int(user_id), int(guild_id))
         if issued is None or voice.get("sessionId") != issued["session_id"] \
                 or issued["token"] in self._revoked_voice_tokens:
@@ -123,6 +130,32 @@ class Sandbox:
             raise ValueError(f"drop_voice emulates 4006 or 1006, not {code}")
         if not self.lavalink.close_voice(app.user_id, guild_id, code, reason, by_remote=True):
             raise LookupError(f"{app.name} has no connected player in guild {guild_id}")
+
+    def vanish_voice(self, app: Any, guild_id: int, close_code: int | None = ABNORMAL_CLOSURE) -> None:
+        """Fault: Discord drops the bot's voice state without anyone asking (a Discord-side hiccup): the guild
+        gets VOICE_STATE_UPDATE with channel_id null for the bot and its voice credentials are void, as after
+        a moderator's disconnect, but the node reports no 4014: with ``close_code`` (default 1006, the
+        connection dying without a close frame) its voice connection closes with that code, with None the
+        node is told nothing. Raises LookupError when the bot is not in voice there."""
+        guild = self.discord.state.guild(guild_id)
+        if guild.voice_states.get(app.user_id) is None:
+            raise LookupError(f"{app.name} is not in voice in guild {guild_id}")
+        self.discord.gateway.leave_voice(guild, app.user_id)
+        self.discord.gateway.notify()
+        if close_code is not None:
+            reason = VOICE_SESSION_INVALID[1] if close_code == VOICE_SESSION_INVALID[0] else ""
+            self.lavalink.close_voice(app.user_id, guild_id, close_code, reason, by_remote=True)
+
+    def refuse_voice(self, app: Any, guild_id: int, times: int) -> None:
+        """Fault: Discord's voice server turns away the bot's next ``times`` voice connections in this guild
+        (whatever credentials the node brings): each closes at once with 4006 and plays no audio, so the
+        bot's tries to rejoin fail. 0 lifts the fault."""
+        if times < 0:
+            raise ValueError("times must be 0 or more")
+        self._voice_refusals[(app.user_id, guild_id)] = times
+
+    def voice_refusals_left(self, app: Any, guild_id: int) -> int:
+        return self._voice_refusals.get((app.user_id, guild_id), 0)
 
     def add_bots(self, count: int, *, prefix: str = "Music") -> list[Any]:
         """Register `count` more bot applications, named "<prefix> <n>" with n continuing the numbering."""

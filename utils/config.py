@@ -33,6 +33,8 @@ _CLIENT_ID_VAR = re.compile(r"^BOT_CLIENT_ID_(\d+)$")
 TOKEN_DIR_VAR = "BOT_TOKEN_DIR"
 FLEET_IDS_VAR = "FLEET_BOT_IDS"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_VOICE_REJOIN_DELAYS = (1.0, 5.0, 15.0)  # issue 11: three tries after a voice drop
+_SECONDS = re.compile(r"^[0-9]+(\.[0-9]+)?$")  # ASCII only: '²'.isdigit() is true
 
 
 class ConfigError(Exception):
@@ -71,6 +73,7 @@ class Settings:
     failed_request_budget: int = 500  # 401/403/429 per 10 minutes before this bot holds back its requests
     metrics_port: int | None = None  # METRICS_PORT + n: /healthz and /metrics (utils/health_server.py); None = off
     metrics_host: str = "127.0.0.1"  # METRICS_HOST: the bind address (0.0.0.0 in a container)
+    voice_rejoin_delays: tuple[float, ...] = DEFAULT_VOICE_REJOIN_DELAYS  # seconds before each rejoin try
 
     @property
     def bot_state_dir(self) -> Path:
@@ -123,6 +126,7 @@ class Settings:
             failed_request_budget=_parse_int(env, "FAILED_REQUEST_BUDGET", default=500, minimum=1),
             metrics_port=metrics_port(env, bot_index),
             metrics_host=env.get("METRICS_HOST", "").strip() or "127.0.0.1",
+            voice_rejoin_delays=parse_rejoin_delays(env),
         )
 
 
@@ -306,6 +310,18 @@ def parse_log_level(env: Mapping[str, str]) -> str:
     if level not in _LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
     return level
+
+
+def parse_rejoin_delays(env: Mapping[str, str]) -> tuple[float, ...]:
+    """VOICE_REJOIN_DELAYS: seconds before each try to rejoin voice after a drop, e.g. "1,5,15" (the default).
+    The tests shorten the later tries; production keeps the default."""
+    raw = env.get("VOICE_REJOIN_DELAYS", "").strip()
+    if not raw:
+        return DEFAULT_VOICE_REJOIN_DELAYS
+    parts = [p.strip() for p in raw.split(",")]
+    if not 1 <= len(parts) <= 5 or not all(_SECONDS.match(p) and 0 <= float(p) <= 300 for p in parts):
+        raise ConfigError("VOICE_REJOIN_DELAYS must be 1 to 5 comma-separated seconds from 0 to 300, e.g. 1,5,15")
+    return tuple(float(p) for p in parts)
 
 
 def _parse_int(env: Mapping[str, str], var: str, *, default: int | None, minimum: int) -> int | None:

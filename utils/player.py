@@ -83,7 +83,13 @@ class MusicPlayer(wavelink.Player):
         # after a drop and the stall sweep leaves a song alone while there is no voice connection to play it on.
         self.voice_lost = False
         self.voice_back = asyncio.Event()
+        self.voice_failed = asyncio.Event()  # the node closed the voice connection again during a rejoin try
+        self.voice_lost_position: int | None = None  # where the song was when the voice connection went
         self.rejoin_task: asyncio.Task[None] | None = None
+        # A kick is the node's 4014 AND our voice state cleared; they come over different sockets (recovery.py).
+        self.voice_state_gone_at: float | None = None  # monotonic: Discord's VOICE_STATE_UPDATE without a channel
+        self.closed_4014_at: float | None = None  # monotonic: the node's last WebSocketClosedEvent 4014
+        self.closed_4014 = asyncio.Event()
         self.restored_note: str | None = None  # shown once on the next panel ("Back after a restart ...")
         self.autoplay = wavelink.AutoPlayMode.partial  # play the queue on; recommendations only with /autoplay
         self.inactive_channel_tokens = None  # idle and alone are handled by our watchdog (commands/watchdog.py)
@@ -219,9 +225,10 @@ class MusicPlayer(wavelink.Player):
         except discord.HTTPException as exc:
             log.info("guild %s: could not post in the home channel (%s)", self.guild and self.guild.id, exc.status)
 
-    async def leave(self, reason: str | None) -> None:
-        """Leave voice for good: remove the panel, say why (auto-leave), disconnect."""
-        if self.guild is not None:
+    async def leave(self, reason: str | None, *, keep_snapshot: bool = False) -> None:
+        """Leave voice for good: remove the panel, say why (auto-leave), disconnect. The guild's snapshot ends
+        with it, unless `keep_snapshot` (the caller handed it to the persistence cog for a later restart)."""
+        if self.guild is not None and not keep_snapshot:
             self.client.dispatch("music_player_left", self.guild.id)
         home, panel = self.home, self.panel_message
         self.panel_message = None
@@ -267,10 +274,11 @@ class MusicPlayer(wavelink.Player):
                 self.queue.mode, self.autoplay, self.queue.version,
                 history.version if isinstance(history, VersionedQueue) else None)
 
-    def capture(self, *, stopped: bool = False) -> Callable[[], GuildSnapshot] | None:
+    def capture(self, *, stopped: bool = False, position: int | None = None) -> Callable[[], GuildSnapshot] | None:
         """The player's state now, cheaply (references and list copies, no track is encoded), as a function that
         builds the snapshot later, off the event loop. None when there is nothing worth restoring.
-        `stopped`: the bot is shutting down, so playback stops now (GuildSnapshot.stopped)."""
+        `stopped`: the bot is shutting down, so playback stops now (GuildSnapshot.stopped); `position`: where
+        the song stopped, when that is not where wavelink reckons it is now (it went silent earlier)."""
         current = self.current
         if self.guild is None or self.channel is None or (current is None and not self.queue):
             return None
@@ -283,7 +291,7 @@ class MusicPlayer(wavelink.Player):
             home_channel_id=getattr(home, "id", None),
             panel_message_id=self.panel_message.id if self.panel_message is not None else None,
             current=current,
-            position=self.position if current is not None else 0,
+            position=(self.position if position is None else position) if current is not None else 0,
             paused=self.paused,
             volume=self.volume,
             loop=self.loop_mode.value,

@@ -184,3 +184,47 @@ async def test_moved_bot_plays_on_with_the_new_token_only() -> None:
         status, _ = await v.ll.patch(v.guild_id, {"voice": v.voice})
         assert status == 200
         assert (await _closed(v))["code"] == 4004
+
+
+async def test_a_vanished_voice_state_clears_the_state_and_the_credentials_without_a_4014() -> None:
+    async with voiced() as v:
+        await _play(v, v.voice)
+        v.sb.vanish_voice(v.app, v.guild_id)
+        state = await v.gw.recv_dispatch("VOICE_STATE_UPDATE")
+        assert state["d"]["channel_id"] is None and v.sb.discord.voice_state(v.guild_id, v.app.user_id) is None
+        assert (await _closed(v))["code"] == 1006  # the connection died; no moderator, so no 4014
+        await _position_frozen(v)
+        assert v.sb.discord.voice_moderations == []
+        # joining again (op 4) gives credentials that play
+        fresh = await _join(v.gw, v.guild_id, v.voice_ids["Lounge"])
+        status, _ = await v.ll.patch(v.guild_id, {"voice": fresh})
+        assert status == 200
+        await _advancing(v)
+        with pytest.raises(LookupError):
+            v.sb.vanish_voice(v.app, v.guild_id + 1)
+
+
+async def test_a_vanished_voice_state_can_leave_the_node_uninformed() -> None:
+    async with voiced() as v:
+        await _play(v, v.voice)
+        v.sb.vanish_voice(v.app, v.guild_id, close_code=None)
+        assert (await v.gw.recv_dispatch("VOICE_STATE_UPDATE"))["d"]["channel_id"] is None
+        await _advancing(v)  # the node still plays on its old connection
+        assert v.ll.ops("event", "WebSocketClosedEvent") == []
+
+
+async def test_refused_voice_turns_away_the_next_connections_then_lets_them_play() -> None:
+    async with voiced() as v:
+        v.sb.refuse_voice(v.app, v.guild_id, times=2)
+        await _play(v, v.voice)  # the issued credentials, refused all the same
+        assert (await _closed(v))["code"] == 4006
+        fresh = await _join(v.gw, v.guild_id, v.voice_ids["Lounge"])
+        await v.ll.patch(v.guild_id, {"voice": fresh})
+        assert (await _closed(v, index=1))["code"] == 4006
+        assert v.sb.voice_refusals_left(v.app, v.guild_id) == 0
+        fresh = await _join(v.gw, v.guild_id, v.voice_ids["Lounge"])
+        status, _ = await v.ll.patch(v.guild_id, {"voice": fresh})
+        assert status == 200
+        await _advancing(v)
+        with pytest.raises(ValueError):
+            v.sb.refuse_voice(v.app, v.guild_id, times=-1)

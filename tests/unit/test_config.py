@@ -64,6 +64,12 @@ def test_defaults():
     s = Settings.from_env(1, {"BOT_TOKEN_1": TOKEN_1})
     assert s.lavalink_nodes[0].uri == "http://127.0.0.1:2333"
     assert s.api_base is None and s.gateway_url is None and s.log_level == "INFO"
+    assert s.voice_rejoin_delays == (1.0, 5.0, 15.0)
+
+
+def test_voice_rejoin_delays_can_be_shortened():
+    s = Settings.from_env(1, {"BOT_TOKEN_1": TOKEN_1, "VOICE_REJOIN_DELAYS": " 1, 0.5,2 "})
+    assert s.voice_rejoin_delays == (1.0, 0.5, 2.0)
 
 
 @pytest.mark.parametrize(
@@ -79,6 +85,9 @@ def test_defaults():
         ({"BOT_TOKEN_1": TOKEN_1, "TEST_GUILD_ID": "abc"}, 1, "TEST_GUILD_ID must be a whole number"),
         ({"BOT_TOKEN_1": TOKEN_1, "LOG_LEVEL": "loud"}, 1, "LOG_LEVEL must be one of"),
         ({"BOT_TOKEN": TOKEN_1, "BOT_ID": "0"}, None, "BOT_ID must be a whole number of at least 1"),
+        ({"BOT_TOKEN_1": TOKEN_1, "VOICE_REJOIN_DELAYS": "1,,5"}, 1, "VOICE_REJOIN_DELAYS must be 1 to 5"),
+        ({"BOT_TOKEN_1": TOKEN_1, "VOICE_REJOIN_DELAYS": "1,5,²"}, 1, "VOICE_REJOIN_DELAYS must be 1 to 5"),
+        ({"BOT_TOKEN_1": TOKEN_1, "VOICE_REJOIN_DELAYS": "1,999"}, 1, "VOICE_REJOIN_DELAYS must be 1 to 5"),
     ],
 )
 def test_configuration_errors_name_the_variable_and_never_the_value(env, index, message):
