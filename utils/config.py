@@ -33,6 +33,7 @@ _CLIENT_ID_VAR = re.compile(r"^BOT_CLIENT_ID_(\d+)$")
 TOKEN_DIR_VAR = "BOT_TOKEN_DIR"
 FLEET_IDS_VAR = "FLEET_BOT_IDS"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_COMMAND_WORD = re.compile(r"^[-_\w]{1,32}$")  # one word of a slash command's name, as Discord allows it
 
 
 class ConfigError(Exception):
@@ -44,6 +45,9 @@ class LavalinkNode:
     identifier: str
     uri: str
     password: str = field(repr=False)
+
+
+Rate = tuple[int, float]  # (uses, per seconds)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class Settings:
     restore: bool = True
     restore_max_age: int = 600  # seconds; older snapshots are discarded
     failed_request_budget: int = 500  # 401/403/429 per 10 minutes before this bot holds back its requests
+    disabled_commands: frozenset[str] = frozenset()  # qualified names ("seek", "queue show") left out everywhere
+    play_cooldown: Rate | None = (5, 10.0)  # /play uses per member and guild, per seconds; None = no cooldown
+    control_cooldown: Rate | None = (10, 10.0)  # the same for each command that changes the player
 
     @property
     def bot_state_dir(self) -> Path:
@@ -119,6 +126,9 @@ class Settings:
             restore=_parse_switch(env, "RESTORE", default=True),
             restore_max_age=_parse_int(env, "RESTORE_MAX_AGE", default=600, minimum=0),
             failed_request_budget=_parse_int(env, "FAILED_REQUEST_BUDGET", default=500, minimum=1),
+            disabled_commands=parse_disabled_commands(env),
+            play_cooldown=parse_rate(env, "COOLDOWN_PLAY", default=(5, 10.0)),
+            control_cooldown=parse_rate(env, "COOLDOWN_CONTROLS", default=(10, 10.0)),
         )
 
 
@@ -291,6 +301,41 @@ def parse_log_level(env: Mapping[str, str]) -> str:
     if level not in _LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
     return level
+
+
+def parse_disabled_commands(env: Mapping[str, str]) -> frozenset[str]:
+    """DISABLED_COMMANDS=lyrics,seek,/queue show -> {"lyrics", "seek", "queue show"}.
+
+    Only the spelling is checked here; whether each names a command is checked against the command tree
+    (utils/command_switches.py), which configuration does not know.
+    """
+    names = set()
+    for entry in env.get("DISABLED_COMMANDS", "").split(","):
+        name = " ".join(entry.strip().lstrip("/").lower().split())
+        if not name:
+            continue
+        if not all(_COMMAND_WORD.match(word) for word in name.split()):
+            raise ConfigError(f"DISABLED_COMMANDS entry {entry.strip()!r} is not a command name "
+                              "(list them like lyrics,seek)")
+        names.add(name)
+    return frozenset(names)
+
+
+def parse_rate(env: Mapping[str, str], var: str, *, default: Rate) -> Rate | None:
+    """'5/10' -> 5 uses per 10 seconds; 'off' (or 0) -> None, no cooldown; empty -> `default`."""
+    raw = env.get(var, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("off", "0"):
+        return None
+    uses, sep, seconds = raw.partition("/")
+    try:
+        rate = (int(uses), float(seconds))
+    except ValueError:
+        rate = None
+    if not sep or rate is None or not is_digits(uses.strip()) or rate[0] < 1 or not 0 < rate[1] <= 3600:
+        raise ConfigError(f"{var} must look like 5/10 (5 uses per 10 seconds, per member and server) or off")
+    return rate
 
 
 def _parse_int(env: Mapping[str, str], var: str, *, default: int | None, minimum: int) -> int | None:
