@@ -151,16 +151,24 @@ class CommandCollector(MusicBot):
             self.tree.add_command(command, override=override, guild=guild, guilds=guilds)
 
 
-async def collect_commands(settings: Settings) -> app_commands.CommandTree:
+async def collect_commands(settings: Settings, *, fail_soft: bool = False) -> app_commands.CommandTree:
     """The slash commands the bots serve: every cog's, read without starting any cog, DISABLED_COMMANDS removed.
 
     An extension that fails to load raises (registering without it would delete its commands), and so does a
-    DISABLED_COMMANDS entry naming no command (ConfigError).
+    DISABLED_COMMANDS entry naming no command (ConfigError). `fail_soft` (the bot's own check, whose
+    setup_hook reports a broken extension): such an extension is skipped and the names are not checked.
     """
     collector = CommandCollector(settings)
+    complete = True
     for extension in EXTENSIONS:
-        await collector.load_extension(extension)
-    check_names(collector.tree, settings.disabled_commands)
+        try:
+            await collector.load_extension(extension)
+        except Exception:
+            if not fail_soft:
+                raise
+            complete = False
+    if complete:
+        check_names(collector.tree, settings.disabled_commands)
     disable_commands(collector.tree, settings.disabled_commands)
     return collector.tree
 
@@ -182,7 +190,7 @@ async def run(settings: Settings) -> int:
     apply_endpoint_overrides(settings.api_base, settings.gateway_url)
     if settings.disabled_commands:
         try:  # before any cog starts: a typo in DISABLED_COMMANDS must not leave a command on
-            await collect_commands(settings)
+            await collect_commands(settings, fail_soft=True)
         except ConfigError as exc:
             log.error("configuration error: %s", exc)
             return EX_CONFIG

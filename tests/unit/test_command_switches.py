@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import discord
 import pytest
 from discord import app_commands
@@ -10,7 +12,7 @@ import register_commands as rc
 from bot import collect_commands
 from utils.command_switches import check_names, command_names, disable_commands
 from utils.config import ConfigError, Settings
-from utils.replies import NO_LONGER_EXISTS, TURNED_OFF, describe_error, unknown_command_text
+from utils.replies import NO_LONGER_EXISTS, TURNED_OFF, describe_error, report_error, unknown_command_text
 
 TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.AAAAAA.unit-test-token-secret-value"
 
@@ -105,3 +107,32 @@ def test_a_stale_disabled_command_is_turned_off_and_another_unknown_one_no_longe
 def test_the_cooldown_answer_rounds_the_wait_up(retry_after, shown):
     error = app_commands.CommandOnCooldown(app_commands.Cooldown(5, 10), retry_after)
     assert describe_error(error) == f"Slow down a little: try again in {shown} s."
+
+
+class Response:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def is_done(self) -> bool:
+        return bool(self.calls)
+
+    async def autocomplete(self, choices) -> None:
+        self.calls.append(("autocomplete", choices))
+
+    async def send_message(self, content=None, **kwargs) -> None:
+        self.calls.append(("message", (content, kwargs.get("ephemeral"))))
+
+
+def stale_interaction(kind: discord.InteractionType) -> SimpleNamespace:
+    client = SimpleNamespace(settings=SimpleNamespace(disabled_commands=frozenset({"play"})))
+    return SimpleNamespace(type=kind, command=None, data={"name": "play"}, client=client, guild_id=1,
+                           response=Response())
+
+
+async def test_a_stale_disabled_command_answers_ephemerally_and_its_autocomplete_with_no_choices():
+    command = stale_interaction(discord.InteractionType.application_command)
+    await report_error(command, app_commands.CommandNotFound("play", []))
+    assert command.response.calls == [("message", (TURNED_OFF, True))]
+    typing = stale_interaction(discord.InteractionType.autocomplete)
+    await report_error(typing, app_commands.CommandNotFound("play", []))
+    assert typing.response.calls == [("autocomplete", [])]
