@@ -189,8 +189,11 @@ class Playback(commands.Cog):
         ticket = self.search_throttle.arrive(interaction.user.id)
         if ticket.wait > 0:
             await asyncio.sleep(ticket.wait + 0.01)  # a little past the gap: the clock must have moved beyond it
+            cached = self.suggestions.get(current)  # someone may have searched the same meanwhile
+            if cached is not None:
+                return cached
         if not self.search_throttle.claim(ticket):
-            return self.suggestions.get(current) or []  # superseded by a newer keystroke of this member
+            return []  # superseded by a newer keystroke of this member
         try:
             found = await asyncio.wait_for(wavelink.Playable.search(current), 2.0)
         except Exception:
