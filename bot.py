@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from utils.token_env import own_environment, reexec_with_own_token
@@ -27,9 +28,11 @@ if __name__ == "__main__":
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.utils import MISSING
 
 from commands import EXTENSIONS
 from utils import metrics
+from utils.command_switches import check_names, disable_commands
 from utils.config import EX_CONFIG, ConfigError, Settings
 from utils.config_exit import hold_config_exit
 from utils.endpoints import apply_endpoint_overrides
@@ -105,6 +108,9 @@ class MusicBot(commands.Bot):
                 await self.load_extension(extension)
             except Exception:
                 log.exception("failed to load extension %s", extension)
+        if self.settings.disabled_commands:  # names checked by run() before any cog started
+            removed = disable_commands(self.tree, self.settings.disabled_commands)
+            log.info("commands turned off by DISABLED_COMMANDS: %s", ", ".join(f"/{n}" for n in removed) or "none")
         self.lavalink.start()  # after the cogs: their node-ready listeners must be there
         metrics.bind(self, self.request_budget, lambda: sum(s == "CONNECTED" for _, s in self.lavalink.status()))
         # Commands are registered by register_commands.py, never on start-up (global syncs are rate limited).
@@ -182,6 +188,47 @@ class MusicBot(commands.Bot):
         await super().close()
 
 
+class CommandCollector(MusicBot):
+    """A MusicBot that is never started: its cogs hand over their slash commands and nothing else.
+
+    `Bot.add_cog` would also run each cog's `cog_load` (the snapshot sampler, the restore of bot N's
+    snapshots, the watchdog's sweep) and attach its listeners; registering commands needs none of that,
+    and closing such a bot afterwards would flush snapshots through a Lavalink link that never existed.
+    So `add_cog` here only puts the cog's app commands in the tree, as `Bot.add_cog` and `Cog._inject` do.
+    """
+
+    async def add_cog(self, cog: commands.Cog, /, *, override: bool = False,
+                      guild: discord.abc.Snowflake | None = MISSING,
+                      guilds: Sequence[discord.abc.Snowflake] = MISSING) -> None:
+        if not isinstance(cog, commands.Cog):
+            raise TypeError("cogs must derive from Cog")
+        group = cog.app_command  # a GroupCog's group, holding its commands
+        for command in [group] if group is not None else cog.get_app_commands():
+            self.tree.add_command(command, override=override, guild=guild, guilds=guilds)
+
+
+async def collect_commands(settings: Settings, *, fail_soft: bool = False) -> app_commands.CommandTree:
+    """The slash commands the bots serve: every cog's, read without starting any cog, DISABLED_COMMANDS removed.
+
+    An extension that fails to load raises (registering without it would delete its commands), and so does a
+    DISABLED_COMMANDS entry naming no command (ConfigError). `fail_soft` (the bot's own check, whose
+    setup_hook reports a broken extension): such an extension is skipped and the names are not checked.
+    """
+    collector = CommandCollector(settings)
+    complete = True
+    for extension in EXTENSIONS:
+        try:
+            await collector.load_extension(extension)
+        except Exception:
+            if not fail_soft:
+                raise
+            complete = False
+    if complete:
+        check_names(collector.tree, settings.disabled_commands)
+    disable_commands(collector.tree, settings.disabled_commands)
+    return collector.tree
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run one music bot of the fleet. Reads BOT_TOKEN_N (or the file named by BOT_TOKEN_FILE_N, "
@@ -197,6 +244,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run(settings: Settings) -> int:
     """Run until stopped. Returns the process exit code."""
     apply_endpoint_overrides(settings.api_base, settings.gateway_url)
+    if settings.disabled_commands:
+        try:  # before any cog starts: a typo in DISABLED_COMMANDS must not leave a command on
+            await collect_commands(settings, fail_soft=True)
+        except ConfigError as exc:
+            log.error("configuration error: %s", exc)
+            return EX_CONFIG
     bot = MusicBot(settings)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()

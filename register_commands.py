@@ -18,12 +18,9 @@ from typing import Any
 
 import aiohttp
 import discord
-from discord.ext import commands
 from discord.http import HTTPClient, Route
-from discord.utils import MISSING
 
-from bot import MusicBot
-from commands import EXTENSIONS
+from bot import CommandCollector, collect_commands  # noqa: F401 (CommandCollector: where it used to live)
 from utils.config import EX_CONFIG, ConfigError, Settings
 from utils.endpoints import apply_endpoint_overrides
 from utils.selection import SelectionError, bot_selection_arg, select_bots
@@ -31,7 +28,8 @@ from utils.selection import SelectionError, bot_selection_arg, select_bots
 EPILOG = """\
 Environment (or --env-file): BOT_TOKEN_1..N, one token per bot (or BOT_TOKEN_FILE_n, a file holding it,
 or BOT_TOKEN_DIR, a directory of files named BOT_TOKEN_n); TEST_GUILD_ID, the guild to register in
-unless --guild or --global says otherwise; DISCORD_API_BASE, another REST base (a proxy, the sandbox).
+unless --guild or --global says otherwise; DISABLED_COMMANDS, commands left out (e.g. lyrics,seek: a
+registered one among them is deleted); DISCORD_API_BASE, another REST base (a proxy, the sandbox).
 Tokens are never printed.
 
 Compared fields: type, name, description, options (recursively: type, name, description, required, choices,
@@ -44,7 +42,7 @@ Output: one line per bot, e.g.
   Bot 3: FAILED: token rejected (401 Unauthorized): check BOT_TOKEN_3
 
 Exit codes: 0 every bot succeeded, 1 at least one bot FAILED, 2 usage error,
-78 no token configured or a selected bot has no (valid) token.
+78 no token configured, a selected bot has no (valid) token, or DISABLED_COMMANDS names no command.
 Global commands may take up to an hour to show up in clients; guild commands (--guild) are instant.
 Rate limits (429) are waited out, up to --max-wait seconds per request."""
 
@@ -140,35 +138,13 @@ def diff_commands(local: Sequence[Mapping[str, Any]], remote: Sequence[Mapping[s
     return diff
 
 
-class CommandCollector(MusicBot):
-    """A MusicBot that is never started: its cogs hand over their slash commands and nothing else.
-
-    `Bot.add_cog` would also run each cog's `cog_load` (the snapshot sampler, the restore of bot N's
-    snapshots, the watchdog's sweep) and attach its listeners; registering commands needs none of that,
-    and closing such a bot afterwards would flush snapshots through a Lavalink link that never existed.
-    So `add_cog` here only puts the cog's app commands in the tree, as `Bot.add_cog` and `Cog._inject` do.
-    """
-
-    async def add_cog(self, cog: commands.Cog, /, *, override: bool = False,
-                      guild: discord.abc.Snowflake | None = MISSING,
-                      guilds: Sequence[discord.abc.Snowflake] = MISSING) -> None:
-        if not isinstance(cog, commands.Cog):
-            raise TypeError("cogs must derive from Cog")
-        group = cog.app_command  # a GroupCog's group, holding its commands
-        for command in [group] if group is not None else cog.get_app_commands():
-            self.tree.add_command(command, override=override, guild=guild, guilds=guilds)
-
-
 async def build_payload(settings: Settings) -> list[dict[str, Any]]:
-    """The command payload exactly as `tree.sync()` would send it, from the bots' own cogs.
+    """The command payload exactly as `tree.sync()` would send it, from the bots' own cogs, less DISABLED_COMMANDS.
 
-    No login, no cog machinery: see CommandCollector. The collector holds no connection, so there is
-    nothing to close.
+    No login, no cog machinery: see bot.CommandCollector. Raises ConfigError for an unknown disabled name.
     """
-    bot = CommandCollector(settings)
-    for extension in EXTENSIONS:  # a cog that fails to load aborts: uploading without it would delete its commands
-        await bot.load_extension(extension)
-    tree, translator = bot.tree, bot.tree.translator
+    tree = await collect_commands(settings)
+    translator = tree.translator
     if translator is not None:
         return [await c.get_translated_payload(tree, translator) for c in tree.get_commands()]
     return [c.to_dict(tree) for c in tree.get_commands()]
@@ -253,9 +229,15 @@ def resolve_guild(args: argparse.Namespace, settings: Settings) -> int | None:
 async def run(args: argparse.Namespace, all_settings: list[Settings]) -> int:
     first = all_settings[0]
     apply_endpoint_overrides(first.api_base, None)
-    payload = await build_payload(first)
+    try:
+        payload = await build_payload(first)
+    except ConfigError as exc:
+        print(f"register_commands.py: {exc}", file=sys.stderr)
+        return EX_CONFIG
     guild_id = resolve_guild(args, first)
     what = "removing all commands" if args.clear else f"{len(payload)} commands"
+    if first.disabled_commands and not args.clear:
+        what += f" (turned off by DISABLED_COMMANDS: {', '.join(sorted(first.disabled_commands))})"
     where = f"in guild {guild_id}" if guild_id else "globally"
     print(f"{what} {where} for {len(all_settings)} bot(s){' (dry run)' if args.dry_run else ''}", flush=True)
     ok_all = True

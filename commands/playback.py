@@ -13,7 +13,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from commands.recovery import RecoveringPlayer
+from utils.autocomplete import ChoiceCache, SearchThrottle
 from utils.checks import ensure_can_control, get_player, member_voice_channel, preflight
+from utils.cooldowns import control_cooldown, play_cooldown
 from utils.embeds import added_message, playlist_message, track_length
 from utils.errors import AudioUnavailable, BadInput, MusicError, NotInVoice
 from utils.fleet import SiblingDirectory, busy_message
@@ -49,6 +51,8 @@ class Playback(commands.Cog):
         self.bot = bot
         self.siblings = SiblingDirectory(bot.settings.siblings.values())
         self.turnstiles: dict[int, Turnstile] = {}  # guild id -> order of /play commands in flight
+        self.suggestions: ChoiceCache[list[app_commands.Choice[str]]] = ChoiceCache()  # autocomplete, per bot
+        self.search_throttle = SearchThrottle()
 
     # ---- /play -------------------------------------------------------------------------------------
 
@@ -98,6 +102,7 @@ class Playback(commands.Cog):
 
     @app_commands.command(name="play")
     @app_commands.guild_only()
+    @play_cooldown()
     @app_commands.describe(query="A song name to search for, a track URL or a playlist URL")
     async def play(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, MAX_QUERY]) -> None:
         """Play a song or playlist, or add it to the queue."""
@@ -174,11 +179,23 @@ class Playback(commands.Cog):
 
     @play.autocomplete("query")
     async def play_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        current = "".join(ch for ch in current if ch.isprintable()).strip()
+        """Search results as choices; a short cache and one search per member per 300 ms (utils/autocomplete.py)."""
+        current = "".join(ch for ch in current if ch.isprintable()).strip()[:MAX_QUERY]
         if len(current) < 2 or current.startswith(("http://", "https://")) or not self.bot.lavalink.connected():
             return []
+        cached = self.suggestions.get(current)
+        if cached is not None:
+            return cached
+        ticket = self.search_throttle.arrive(interaction.user.id)
+        if ticket.wait > 0:
+            await asyncio.sleep(ticket.wait + 0.01)  # a little past the gap: the clock must have moved beyond it
+            cached = self.suggestions.get(current)  # someone may have searched the same meanwhile
+            if cached is not None:
+                return cached
+        if not self.search_throttle.claim(ticket):
+            return []  # superseded by a newer keystroke of this member
         try:
-            found = await asyncio.wait_for(wavelink.Playable.search(current[:MAX_QUERY]), 2.0)
+            found = await asyncio.wait_for(wavelink.Playable.search(current), 2.0)
         except Exception:
             return []  # autocomplete is best effort; /play itself reports errors
         tracks = found.tracks if isinstance(found, wavelink.Playlist) else found
@@ -187,12 +204,14 @@ class Playback(commands.Cog):
             name = truncate(f"{track.title} — {track.author} ({track_length(track)})", 100)
             value = track.uri if track.uri and len(track.uri) <= 100 else truncate(track.title, 100)
             choices.append(app_commands.Choice(name=name, value=value))
+        self.suggestions.put(current, choices)
         return choices
 
     # ---- controls ----------------------------------------------------------------------------------
 
     @app_commands.command(name="pause")
     @app_commands.guild_only()
+    @control_cooldown()
     async def pause(self, interaction: discord.Interaction) -> None:
         """Pause the current song."""
         player = ensure_can_control(interaction, need_track=True)
@@ -205,6 +224,7 @@ class Playback(commands.Cog):
 
     @app_commands.command(name="resume")
     @app_commands.guild_only()
+    @control_cooldown()
     async def resume(self, interaction: discord.Interaction) -> None:
         """Resume the paused song."""
         player = ensure_can_control(interaction, need_track=True)
@@ -217,6 +237,7 @@ class Playback(commands.Cog):
 
     @app_commands.command(name="skip")
     @app_commands.guild_only()
+    @control_cooldown()
     @app_commands.describe(to="Skip straight to this queue position (default: the next song)")
     async def skip(self, interaction: discord.Interaction, to: app_commands.Range[int, 1, 100000] | None = None):
         """Skip the current song, or jump to a position in the queue."""
@@ -230,6 +251,7 @@ class Playback(commands.Cog):
 
     @app_commands.command(name="stop")
     @app_commands.guild_only()
+    @control_cooldown()
     async def stop(self, interaction: discord.Interaction) -> None:
         """Stop playing and clear the queue (I stay in the channel)."""
         player = ensure_can_control(interaction)
@@ -240,6 +262,7 @@ class Playback(commands.Cog):
 
     @app_commands.command(name="disconnect")
     @app_commands.guild_only()
+    @control_cooldown()
     async def disconnect(self, interaction: discord.Interaction) -> None:
         """Leave the voice channel and forget the queue."""
         player = ensure_can_control(interaction)
@@ -249,6 +272,7 @@ class Playback(commands.Cog):
 
     @app_commands.command(name="seek")
     @app_commands.guild_only()
+    @control_cooldown()
     @app_commands.describe(time="Where to jump to, like 1:23 or 1:02:03 (or seconds)")
     async def seek(self, interaction: discord.Interaction, time: app_commands.Range[str, 1, 16]) -> None:
         """Jump to a time in the current song."""
@@ -268,6 +292,7 @@ class Playback(commands.Cog):
 
     @app_commands.command(name="previous")
     @app_commands.guild_only()
+    @control_cooldown()
     async def previous(self, interaction: discord.Interaction) -> None:
         """Play the previous song again (the current one goes back to the queue)."""
         player = ensure_can_control(interaction)
@@ -278,6 +303,7 @@ class Playback(commands.Cog):
 
     @app_commands.command(name="volume")
     @app_commands.guild_only()
+    @control_cooldown()
     @app_commands.describe(level="Volume in percent, 0 to 150")
     async def volume(self, interaction: discord.Interaction, level: app_commands.Range[int, 0, 150]) -> None:
         """Set the volume (0-150%)."""
@@ -291,6 +317,7 @@ class Playback(commands.Cog):
 
     @app_commands.command(name="autoplay")
     @app_commands.guild_only()
+    @control_cooldown()
     @app_commands.describe(mode="on: keep playing related songs when the queue runs out")
     async def autoplay(self, interaction: discord.Interaction, mode: Literal["on", "off"]) -> None:
         """Turn autoplay of related songs on or off."""

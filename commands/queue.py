@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from utils.checks import ensure_can_control, get_player
+from utils.cooldowns import control_cooldown
 from utils.embeds import now_playing_embed, queue_embed, queue_page_count, track_title
 from utils.errors import BadInput, NotConnected
 from utils.player import MusicPlayer
@@ -88,6 +89,7 @@ class Queue(commands.Cog):
 
     @app_commands.command(name="loop")
     @app_commands.guild_only()
+    @control_cooldown()
     @app_commands.describe(mode="off, track (repeat this song) or queue (repeat the whole queue)")
     async def loop(self, interaction: discord.Interaction, mode: LoopMode) -> None:
         """Repeat the current song or the whole queue."""
@@ -100,6 +102,7 @@ class Queue(commands.Cog):
 
     @app_commands.command(name="shuffle")
     @app_commands.guild_only()
+    @control_cooldown()
     async def shuffle(self, interaction: discord.Interaction) -> None:
         """Shuffle the queue."""
         player = ensure_can_control(interaction)
@@ -111,6 +114,7 @@ class Queue(commands.Cog):
 
     @app_commands.command(name="remove")
     @app_commands.guild_only()
+    @control_cooldown()
     @app_commands.describe(position="Queue position of the song to remove (see /queue)")
     async def remove(self, interaction: discord.Interaction, position: app_commands.Range[int, 1, 100000]) -> None:
         """Remove one song from the queue."""
@@ -121,6 +125,7 @@ class Queue(commands.Cog):
 
     @app_commands.command(name="move")
     @app_commands.guild_only()
+    @control_cooldown()
     @app_commands.rename(source="from", target="to")
     @app_commands.describe(source="Current position of the song", target="Position to move it to")
     async def move(self, interaction: discord.Interaction, source: app_commands.Range[int, 1, 100000],
@@ -133,6 +138,7 @@ class Queue(commands.Cog):
 
     @app_commands.command(name="clear")
     @app_commands.guild_only()
+    @control_cooldown()
     async def clear(self, interaction: discord.Interaction) -> None:
         """Remove every song from the queue (the current one keeps playing)."""
         player = ensure_can_control(interaction)

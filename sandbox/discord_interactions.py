@@ -181,7 +181,7 @@ def build_command_data(state: DiscordState, app: BotApp, command: str, options: 
 def build_interaction(state: DiscordState, app: BotApp, *, type_: int, guild_id: int, channel_id: int,
                       user_id: int, data: dict[str, Any], message: dict[str, Any] | None = None) -> InteractionRecord:
     """An INTERACTION_CREATE payload shaped like real Discord's (reference §2.8)."""
-    interaction_id = state.ids.next()
+    interaction_id = state.ids.next(at=time.time())  # created_at: discord.py's cooldowns measure time with it
     token = make_interaction_token(interaction_id)
     guild = state.guild(guild_id)
     member = guild.members.get(user_id)

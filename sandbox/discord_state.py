@@ -1,6 +1,7 @@
 """Data model of the emulated Discord: snowflakes, bots, guilds, channels, members, voice, messages.
 
-Everything here is synchronous and deterministic (counter-based ids, hash-derived tokens). The
+Everything here is synchronous and deterministic (counter-based ids, hash-derived tokens; only interaction
+ids carry the wall-clock time, see SnowflakeGenerator). The
 serializers produce payloads shaped like real Discord's, which discord.py 2.7.1 parses as-is.
 """
 
@@ -82,14 +83,21 @@ _VOICE_DEPENDENT = Perm.SPEAK | Perm.MUTE_MEMBERS | Perm.DEAFEN_MEMBERS | Perm.M
 
 
 class SnowflakeGenerator:
-    """Monotonic, Discord-shaped ids: a timestamp part that advances 1 ms per id, plus the counter."""
+    """Monotonic, Discord-shaped ids: a timestamp part that advances 1 ms per id, plus the counter.
+
+    `next(at=unix seconds)` mints an id whose timestamp part is that time instead, as Discord's ids carry
+    their creation time: discord.py derives `Interaction.created_at` from the interaction id and measures
+    app-command cooldowns with it, so interaction ids are minted at the wall-clock time of the invocation.
+    The counter in the low bits keeps every id unique.
+    """
 
     def __init__(self) -> None:
         self._n = 0
 
-    def next(self) -> int:
+    def next(self, at: float | None = None) -> int:
         self._n += 1
-        return ((BASE_MS - DISCORD_EPOCH_MS + self._n) << 22) | (1 << 17) | (self._n & 0xFFF)
+        ms = BASE_MS + self._n if at is None else int(at * 1000)
+        return ((ms - DISCORD_EPOCH_MS) << 22) | (1 << 17) | (self._n & 0xFFF)
 
 
 def snowflake_iso(snowflake: int) -> str:

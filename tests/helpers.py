@@ -17,7 +17,13 @@ NO_ZSTD_DIR = Path(__file__).resolve().parent / "no_zstd"  # a `zstandard` that 
 
 # Variables from the developer's own environment that must not leak into a test process.
 _SCRUB = re.compile(r"^(BOT_TOKEN.*|BOT_ID|BOT_CLIENT_ID_.*|LAVALINK_.*|DISCORD_.*|TEST_GUILD_ID|LOG_.*|STATE_DIR|"
-                    r"RESTORE.*|IDLE_TIMEOUT|ALONE_TIMEOUT|MAX_QUEUE|DJ_ROLE|SUPERVISOR_.*|METRICS_.*|HEALTH_TIMEOUT)$")
+                    r"RESTORE.*|IDLE_TIMEOUT|ALONE_TIMEOUT|MAX_QUEUE|DJ_ROLE|SUPERVISOR_.*|METRICS_.*|HEALTH_TIMEOUT|"
+                    r"COOLDOWN_.*|DISABLED_COMMANDS)$")
+
+# Tests send commands at machine speed, far above what a member can type: the per-member cooldowns would
+# refuse them. Every process a test starts runs without them unless its env sets them (tests of the
+# cooldowns pass COOLDOWN_PLAY="" for the production default).
+MACHINE_SPEED = {"COOLDOWN_PLAY": "off", "COOLDOWN_CONTROLS": "off"}
 
 
 def copy_tracked(folder: str, dest: Path) -> list[str]:
@@ -37,6 +43,7 @@ def copy_tracked(folder: str, dest: Path) -> list[str]:
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not _SCRUB.match(k)}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(MACHINE_SPEED)
     env.update(extra or {})
     return env
 

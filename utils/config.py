@@ -35,6 +35,7 @@ FLEET_IDS_VAR = "FLEET_BOT_IDS"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_VOICE_REJOIN_DELAYS = (1.0, 5.0, 15.0)  # issue 11: three tries after a voice drop
 _SECONDS = re.compile(r"^[0-9]+(\.[0-9]+)?$")  # ASCII only: '²'.isdigit() is true
+_COMMAND_WORD = re.compile(r"^[-_\w]{1,32}$")  # one word of a slash command's name, as Discord allows it
 
 
 class ConfigError(Exception):
@@ -46,6 +47,9 @@ class LavalinkNode:
     identifier: str
     uri: str
     password: str = field(repr=False)
+
+
+Rate = tuple[int, float]  # (uses, per seconds)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class Settings:
     metrics_port: int | None = None  # METRICS_PORT + n: /healthz and /metrics (utils/health_server.py); None = off
     metrics_host: str = "127.0.0.1"  # METRICS_HOST: the bind address (0.0.0.0 in a container)
     voice_rejoin_delays: tuple[float, ...] = DEFAULT_VOICE_REJOIN_DELAYS  # seconds before each rejoin try
+    disabled_commands: frozenset[str] = frozenset()  # qualified names ("seek", "queue show") left out everywhere
+    play_cooldown: Rate | None = (5, 10.0)  # /play uses per member and guild, per seconds; None = no cooldown
+    control_cooldown: Rate | None = (10, 10.0)  # the same for each command that changes the player
 
     @property
     def bot_state_dir(self) -> Path:
@@ -127,6 +134,9 @@ class Settings:
             metrics_port=metrics_port(env, bot_index),
             metrics_host=env.get("METRICS_HOST", "").strip() or "127.0.0.1",
             voice_rejoin_delays=parse_rejoin_delays(env),
+            disabled_commands=parse_disabled_commands(env),
+            play_cooldown=parse_rate(env, "COOLDOWN_PLAY", default=(5, 10.0)),
+            control_cooldown=parse_rate(env, "COOLDOWN_CONTROLS", default=(10, 10.0)),
         )
 
 
@@ -322,6 +332,39 @@ def parse_rejoin_delays(env: Mapping[str, str]) -> tuple[float, ...]:
     if not 1 <= len(parts) <= 5 or not all(_SECONDS.match(p) and 0 <= float(p) <= 300 for p in parts):
         raise ConfigError("VOICE_REJOIN_DELAYS must be 1 to 5 comma-separated seconds from 0 to 300, e.g. 1,5,15")
     return tuple(float(p) for p in parts)
+def parse_disabled_commands(env: Mapping[str, str]) -> frozenset[str]:
+    """DISABLED_COMMANDS=lyrics,seek,/queue show -> {"lyrics", "seek", "queue show"}.
+
+    Only the spelling is checked here; whether each names a command is checked against the command tree
+    (utils/command_switches.py), which configuration does not know.
+    """
+    names = set()
+    for entry in env.get("DISABLED_COMMANDS", "").split(","):
+        name = " ".join(entry.strip().lstrip("/").lower().split())
+        if not name:
+            continue
+        if not all(_COMMAND_WORD.match(word) for word in name.split()):
+            raise ConfigError(f"DISABLED_COMMANDS entry {entry.strip()!r} is not a command name "
+                              "(list them like lyrics,seek)")
+        names.add(name)
+    return frozenset(names)
+
+
+def parse_rate(env: Mapping[str, str], var: str, *, default: Rate) -> Rate | None:
+    """'5/10' -> 5 uses per 10 seconds; 'off' (or 0) -> None, no cooldown; empty -> `default`."""
+    raw = env.get(var, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("off", "0"):
+        return None
+    uses, sep, seconds = raw.partition("/")
+    try:
+        rate = (int(uses), float(seconds))
+    except ValueError:
+        rate = None
+    if not sep or rate is None or not is_digits(uses.strip()) or rate[0] < 1 or not 0 < rate[1] <= 3600:
+        raise ConfigError(f"{var} must look like 5/10 (5 uses per 10 seconds, per member and server) or off")
+    return rate
 
 
 def _parse_int(env: Mapping[str, str], var: str, *, default: int | None, minimum: int) -> int | None:

@@ -203,3 +203,36 @@ async def test_modal_round_trip() -> None:
         submitted = await emu.submit_modal(world.app, **_who(world), custom_id="rename",
                                            values={"rename:name": "road trip"})
         assert submitted.content == "renamed to road trip"
+
+
+async def test_interaction_ids_carry_the_time_of_the_invocation() -> None:
+    """discord.py reads `Interaction.created_at` from the id and measures app-command cooldowns with it, so a
+    cooldown must expire after its real duration, as against Discord."""
+    async with DiscordEmulator() as emu:
+        world = await make_world(emu)
+        bot = commands.Bot(command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.3)
+        seen: list[discord.Interaction] = []
+
+        @bot.tree.command(name="limited", description="Once per half second")
+        @app_commands.checks.cooldown(1, 0.5)
+        async def limited(interaction: discord.Interaction) -> None:
+            seen.append(interaction)
+            await interaction.response.send_message("ok")
+
+        @bot.tree.error
+        async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+            assert isinstance(error, app_commands.CommandOnCooldown)
+            await interaction.response.send_message(f"wait {error.retry_after:.1f}")
+
+        async with running(emu, world.app, bot):
+            guild = discord.Object(world.guild.id)
+            bot.tree.copy_global_to(guild=guild)
+            await bot.tree.sync(guild=guild)
+            first = await emu.invoke(world.app, **_who(world), command="limited")
+            assert first.content == "ok"
+            assert abs((seen[0].created_at - discord.utils.utcnow()).total_seconds()) < 5
+            second = await emu.invoke(world.app, **_who(world), command="limited")
+            assert second.content.startswith("wait 0.")
+            await asyncio.sleep(0.6)  # the cooldown's own duration passing is what is tested
+            third = await emu.invoke(world.app, **_who(world), command="limited")
+            assert third.content == "ok"
