@@ -61,6 +61,8 @@ def now_playing_embed(player: MusicPlayer) -> discord.Embed:
     embed.add_field(name="Volume", value=f"{player.volume}%")
     embed.add_field(name="Loop", value=player.loop_mode.value)
     embed.add_field(name="Autoplay", value="on" if player.autoplay_on else "off")
+    if player.effects.active:
+        embed.add_field(name="Effects", value=player.effects.label())
     state = "paused" if player.paused else "playing"
     embed.add_field(name="Up next", value=(track_title(player.queue[0], 60) if player.queue else "nothing queued"))
     embed.set_footer(text=f"{state} · {len(player.queue)} in queue")
