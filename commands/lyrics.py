@@ -103,6 +103,7 @@ class LyricsCog(commands.Cog, name="LyricsCog"):
     def __init__(self, bot: MusicBot) -> None:
         self.bot = bot
         self.open: OrderedDict[str, LyricsPages] = OrderedDict()
+        self._tidying: set[asyncio.Task[None]] = set()  # button removals of evicted answers, referenced till done
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(LyricsPageButton)
@@ -124,7 +125,9 @@ class LyricsCog(commands.Cog, name="LyricsCog"):
             if oldest.expiry is not None:
                 oldest.expiry.cancel()
             self.open.pop(oldest.key, None)
-            asyncio.create_task(self._remove_buttons(oldest), name="lyrics-expiry")
+            task = asyncio.create_task(self._remove_buttons(oldest), name="lyrics-expiry")
+            self._tidying.add(task)
+            task.add_done_callback(self._tidying.discard)
 
     async def _expire(self, key: str, timeout: float) -> None:
         await asyncio.sleep(timeout)

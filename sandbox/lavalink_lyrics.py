@@ -31,7 +31,7 @@ from aiohttp import web
 from sandbox.catalogue import Catalogue, CatalogueTrack
 
 PLUGIN_INFO = {"name": "lavalyrics-plugin", "version": "1.0.0"}
-SOURCE_NAME = "lrclib"
+SOURCE_NAME = "LRCLIB"  # what LavaSrc's LRCLIB source reports, as sourceName and as provider
 PROVIDER = "LRCLIB"
 FIRST_LINE_MS = 8000
 LINE_EVERY_MS = 4000

@@ -162,7 +162,7 @@ async def test_lyrics_of_the_current_song_are_paged_and_mark_the_line_being_sung
     embed = result.embeds[0]
     assert embed["title"].startswith("Lyrics: Long Song — ")
     # 148 synced lines from 0:08, 20 a page: the line at 2:00 is the 29th, on page 2, where the answer opens.
-    assert embed["footer"]["text"] == "Page 2/8 · synced · lrclib (LRCLIB)", embed["footer"]
+    assert embed["footer"]["text"] == "Page 2/8 · synced · LRCLIB", embed["footer"]
     lines = embed["description"].split("\n")
     assert len(lines) == 20 and lines[0].startswith("`1:28` ")
     marked = [line for line in lines if line.startswith("▶ ")]
