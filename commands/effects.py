@@ -45,7 +45,9 @@ class SoundEffects(commands.Cog):
         if preset == "off":
             text = f"Effects off: normal sound and speed ({interaction.user.mention})."
         else:
-            text = f"🎛️ Filter **{LABELS[preset]}** on ({interaction.user.mention}). Now: {effects.label()}."
+            text = f"🎛️ Filter **{LABELS[preset]}** on ({interaction.user.mention})."
+            if effects.speed != 1.0:
+                text += f" Speed stays {format_speed(effects.speed)}."
         await reply(interaction, text, ephemeral=False)
 
     @app_commands.command(name="speed")
