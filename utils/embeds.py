@@ -89,6 +89,8 @@ def queue_embed(player: MusicPlayer, page: int) -> discord.Embed:
     embed = discord.Embed(title="Queue", description=header + ("\n".join(lines) or "The queue is empty."),
                           colour=COLOUR)
     left = remaining_ms(player.queue, current, player.position)
+    if left is not None:  # effects stay on for the next songs: under /speed 2 the queue lasts half as long
+        left = int(left / player.effects.rate)
     total = "endless (live stream)" if left is None else format_duration(left)
     embed.set_footer(text=f"Page {page}/{pages} · {len(player.queue)} tracks · {total} remaining · "
                           f"loop: {player.loop_mode.value}")

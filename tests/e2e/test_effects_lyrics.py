@@ -69,6 +69,12 @@ def field(embed: dict, name: str) -> str | None:
     return next((f["value"] for f in embed.get("fields", []) if f["name"] == name), None)
 
 
+def remaining_seconds(footer: str) -> int:
+    """The time remaining /queue shows ("· 4:27 remaining ·"), in seconds."""
+    hours, minutes, seconds = re.search(r"· (?:(\d+):)?(\d+):(\d\d) remaining ·", footer).groups()
+    return (int(hours or 0) * 60 + int(minutes)) * 60 + int(seconds)
+
+
 def shown_position(embed: dict) -> int:
     """The position /nowplaying shows ("... `1:03 / 10:00`"), in ms."""
     minutes, seconds = re.search(r"`(\d+):(\d\d) / ", embed["description"]).groups()
@@ -121,6 +127,10 @@ async def test_speed_and_seek_keep_the_position_right_under_a_timescale(scene):
     after = scene.player(1)["position"]
     assert before - 1_000 <= shown_position(embed) <= after + 1_000, (before, embed["description"], after)
     assert field(embed, "Effects") == "2x speed"
+    footer = (await scene.cmd(1, "alice", "queue")).embeds[0]["footer"]["text"]
+    left = remaining_seconds(footer)
+    position = scene.player(1)["position"]
+    assert (600_000 - position) / 2_000 - 3 <= left <= (600_000 - before) / 2_000 + 1, (footer, position)
     assert lavalink.player(scene.app(1).user_id, scene.guild_id)["filters"]["timescale"]["speed"] == 2.0
 
     result = await scene.cmd(1, "alice", "filter", preset="nightcore")  # a preset keeps the speed
@@ -247,3 +257,9 @@ async def test_a_restart_restores_the_effects_and_the_position_they_moved(scene)
     assert player["filters"]["timescale"] == {"speed": 1.5, "pitch": 1.0, "rate": 1.25}
     embed = (await scene.cmd(1, "alice", "nowplaying")).embeds[0]
     assert field(embed, "Effects") == "Nightcore · 1.5x speed"
+
+    # The node restarts and loses every player: the bot rebuilds its player with the song and the effects.
+    await fleet.lavalink.restart(1.0)
+    player = await scene.wait_player(1, lambda p: p["track"] is not None and "timescale" in p["filters"], timeout=40)
+    assert player["filters"]["timescale"] == {"speed": 1.5, "pitch": 1.0, "rate": 1.25}
+    assert "long-song" in player["identifier"]
