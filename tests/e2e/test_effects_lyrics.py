@@ -115,17 +115,18 @@ async def test_speed_and_seek_keep_the_position_right_under_a_timescale(scene):
     player = await scene.wait_player(1, lambda p: p["position"] >= 60_000)
     assert player["position"] < 64_000  # the seek landed (and the song moves on at 2x)
 
-    # Between two playerUpdates (5 s apart) the bot works the position out itself: 2 s after an update the
-    # song is 4 s further on, and /nowplaying must say so (wavelink alone would say 2 s).
+    # Between two playerUpdates (5 s apart) the bot works the position out itself: 3.5 s after an update the
+    # song is 7 s further on, and /nowplaying must say so (wavelink alone would say 3.5 s). The bounds allow
+    # for the whole seconds shown and an update that reached the bot late on a busy machine.
     lavalink = scene.fleet.lavalink
     start = len(lavalink.events)
     update = await lavalink.wait_for_event("playerUpdate", user_id=scene.app(1).user_id, guild_id=scene.guild_id,
                                            start=start, timeout=15)
-    await scene.wait_player(1, lambda p: p["position"] >= update["state"]["position"] + 4_000, timeout=10)
+    await scene.wait_player(1, lambda p: p["position"] >= update["state"]["position"] + 7_000, timeout=10)
     before = scene.player(1)["position"]
     embed = (await scene.cmd(1, "alice", "nowplaying")).embeds[0]
     after = scene.player(1)["position"]
-    assert before - 1_000 <= shown_position(embed) <= after + 1_000, (before, embed["description"], after)
+    assert before - 2_000 <= shown_position(embed) <= after, (before, embed["description"], after)
     assert field(embed, "Effects") == "2x speed"
     footer = (await scene.cmd(1, "alice", "queue")).embeds[0]["footer"]["text"]
     left = remaining_seconds(footer)
