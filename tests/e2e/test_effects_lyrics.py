@@ -223,12 +223,20 @@ async def test_lyrics_without_the_plugin_say_so_and_expired_pages_say_so(scene):
 
 # ---- a restart with effects on (last: it restarts the module's bot) -------------------------------------------
 
-async def test_a_restart_restores_the_effects_and_the_position_they_moved(scene):
+async def test_restarts_of_the_node_and_of_the_bot_keep_the_effects(scene):
     await playing(scene)
     await scene.cmd(1, "alice", "filter", preset="nightcore")
     await scene.cmd(1, "alice", "speed", factor=1.5)
     fleet = scene.fleet
     await scene.wait_player(1, lambda p: p["filters"].get("timescale", {}).get("speed") == 1.5)
+
+    # The node restarts and loses every player: the bot rebuilds its player with the song and the effects.
+    await fleet.lavalink.restart(1.0)
+    player = await scene.wait_player(1, lambda p: p["track"] is not None and "timescale" in p["filters"], timeout=40)
+    assert player["filters"]["timescale"] == {"speed": 1.5, "pitch": 1.0, "rate": 1.25}
+    assert "long-song" in player["identifier"]
+
+    # The bot itself crashes (SIGKILL) and restarts: its snapshot brings the effects back.
     state = fleet.log_dir.parent / "state" / "bot-1" / f"guild-{scene.guild_id}.json"
     await fleet.lavalink.wait_for(lambda: state.exists() and '"speed":1.5' in state.read_text(), timeout=10)
     saved = scene.player(1)["position"]
@@ -259,8 +267,3 @@ async def test_a_restart_restores_the_effects_and_the_position_they_moved(scene)
     embed = (await scene.cmd(1, "alice", "nowplaying")).embeds[0]
     assert field(embed, "Effects") == "Nightcore · 1.5x speed"
 
-    # The node restarts and loses every player: the bot rebuilds its player with the song and the effects.
-    await fleet.lavalink.restart(1.0)
-    player = await scene.wait_player(1, lambda p: p["track"] is not None and "timescale" in p["filters"], timeout=40)
-    assert player["filters"]["timescale"] == {"speed": 1.5, "pitch": 1.0, "rate": 1.25}
-    assert "long-song" in player["identifier"]
