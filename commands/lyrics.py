@@ -83,7 +83,8 @@ class LyricsPageButton(discord.ui.DynamicItem[discord.ui.Button],
         await interaction.response.edit_message(embed=embed, view=view)
 
 
-def render(entry: LyricsPages, page: int | None, player: MusicPlayer | None) -> tuple[discord.Embed, discord.ui.View | None]:
+def render(entry: LyricsPages, page: int | None,
+           player: MusicPlayer | None) -> tuple[discord.Embed, discord.ui.View | None]:
     """The embed of one page (None: the page being sung now), and its buttons (None for a single page)."""
     current = player.current if player is not None else None
     playing_it = current is not None and entry.track_id is not None and current.identifier == entry.track_id

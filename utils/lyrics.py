@@ -77,7 +77,9 @@ class Lyrics:
     def credit(self) -> str:
         """'synced · lrclib (LRCLIB)'."""
         kind = "synced" if self.synced else "plain text"
-        source = self.source if not self.provider or self.provider == self.source else f"{self.source} ({self.provider})"
+        source = self.source
+        if self.provider and self.provider != self.source:
+            source += f" ({self.provider})"
         return f"{kind} · {source}"
 
 

@@ -6,7 +6,6 @@ import asyncio
 from types import SimpleNamespace
 
 import discord
-import pytest
 
 from commands.lyrics import LyricsCog, LyricsPages
 from utils.lyrics import PAGE_CHARS, PAGE_LINES, Lyrics, current_line, pages
