@@ -5,7 +5,7 @@ wavelink 3.5 has no lyrics helper, so the plugin's REST routes are called throug
 `GET /v4/lyrics?track=<encoded>` (any track). Both answer a Lyrics object, or 204 when no source has lyrics.
 A node without the plugin has no such route and answers 404; so does the player route when the node has no
 track playing. wavelink's LavalinkException keeps the status but not the message, so a 404 is told apart by
-asking the node which plugins it runs (/v4/info).
+asking the node which plugins it runs (/v4/info): no plugin, or no lyrics.
 """
 
 from __future__ import annotations
@@ -147,7 +147,9 @@ async def _lyrics(node: wavelink.Node, path: str, params: dict[str, str]) -> Lyr
         if not await has_lyrics_plugin(node):
             log.info("node %s has no lyrics plugin", node.identifier)
             raise NoLyricsPlugin()
-        raise NoTrackOnNode()  # the plugin's own 404s: no such player, or no track playing on it
+        # The plugin's own 404: the node has no track playing for us (it just ended), or a plugin version that
+        # answers "none found" with 404 rather than 204. Either way there are no lyrics to show.
+        return None
     return Lyrics.from_payload(data)
 
 

@@ -196,6 +196,11 @@ async def test_lyrics_of_a_search_plain_text_and_none_found(scene):
     assert embed["footer"]["text"].endswith("· plain text · youtube (YouTube Music)")
     assert "`" not in embed["description"] and "▶" not in embed["description"]
 
+    choices = await scene.fleet.discord.autocomplete(scene.app(1), guild_id=scene.guild_id,
+                                                     channel_id=scene.world.text_id, user_id=scene.member("alice"),
+                                                     command="lyrics", options={"query": "plain ba"}, focused="query")
+    assert len(choices) == 5 and choices[0]["name"].startswith("Plain Ba (Official Audio) — "), choices
+
     none = await scene.cmd(1, "alice", "lyrics", query="instrumental jam")
     assert none.ephemeral and none.content.startswith("No lyrics found for **[Instrumental Jam (Official Audio)]")
     assert not none.embeds

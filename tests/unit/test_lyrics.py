@@ -6,6 +6,7 @@ import asyncio
 from types import SimpleNamespace
 
 import discord
+import pytest
 
 from commands.lyrics import LyricsCog, LyricsPages
 from utils.lyrics import PAGE_CHARS, PAGE_LINES, Lyrics, current_line, pages
@@ -90,3 +91,31 @@ async def test_the_oldest_pages_make_room_and_a_vanished_message_is_no_error(mon
     assert oldest.edits == [{"view": None}]
     for kept in cog.open.values():
         kept.expiry.cancel()
+
+
+class FakeNode:
+    """A node whose lyrics routes answer 404 (wavelink raises LavalinkException), with or without the plugin."""
+
+    identifier = "node-1"
+    session_id = "s1"
+
+    def __init__(self, plugins: list[str]) -> None:
+        self.plugins = plugins
+
+    async def send(self, method: str, *, path: str, params: dict) -> None:
+        import wavelink
+
+        raise wavelink.LavalinkException(data={"timestamp": 0, "status": 404, "error": "Not Found",
+                                               "message": "whatever", "path": "/" + path})
+
+    async def fetch_info(self):
+        return SimpleNamespace(plugins=[SimpleNamespace(name=name, version="1.0.0") for name in self.plugins])
+
+
+async def test_a_404_means_no_plugin_only_when_the_node_runs_none():
+    from utils.lyrics import NoLyricsPlugin, lyrics_for_track
+
+    track = SimpleNamespace(encoded="QAAA")
+    with pytest.raises(NoLyricsPlugin):
+        await lyrics_for_track(FakeNode(["youtube-plugin"]), track)
+    assert await lyrics_for_track(FakeNode(["youtube-plugin", "lavalyrics-plugin"]), track) is None
