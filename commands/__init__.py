@@ -4,6 +4,8 @@ EXTENSIONS: tuple[str, ...] = (
     "commands.meta",
     "commands.playback",
     "commands.queue",
+    "commands.effects",
+    "commands.lyrics",
     "commands.panel",
     "commands.persistence",
     "commands.watchdog",

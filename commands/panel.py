@@ -11,6 +11,7 @@ import discord
 import wavelink
 from discord.ext import commands
 
+from commands.lyrics import LyricsPageButton
 from commands.queue import QueuePageButton, queue_view
 from utils.checks import ensure_can_control, get_player
 from utils.embeds import now_playing_embed, queue_embed
@@ -219,7 +220,8 @@ class Panel(commands.Cog):
         if interaction.type is not discord.InteractionType.component:
             return
         custom_id = str((interaction.data or {}).get("custom_id", ""))
-        if any(cls.__discord_ui_compiled_template__.fullmatch(custom_id) for cls in (PanelButton, QueuePageButton)):
+        if any(cls.__discord_ui_compiled_template__.fullmatch(custom_id)
+               for cls in (PanelButton, QueuePageButton, LyricsPageButton)):
             return
         try:
             await interaction.response.send_message("This button has expired. Use the command again.", ephemeral=True)

@@ -61,7 +61,8 @@ def drifted(saved: Saved, player: MusicPlayer, now: float) -> bool:
     current = player.current
     if current is None or current.is_stream or not player.connected:
         return False
-    expected = saved.position if player.paused else saved.position + (now - saved.at) * 1000
+    # Under a timescale (/speed, nightcore) the song moves at speed x rate, as GuildSnapshot.position_at assumes.
+    expected = saved.position if player.paused else saved.position + (now - saved.at) * 1000 * player.effects.rate
     return abs(player.position - min(expected, current.length)) > DRIFT_MS
 
 

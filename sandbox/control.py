@@ -48,11 +48,13 @@ class World:
 class Sandbox:
     def __init__(self, *, host: str = "127.0.0.1", discord_port: int = 0, lavalink_port: int = 0,
                  heartbeat_interval: int = 41250, interaction_deadline: float | None = 3.0,
-                 lavalink_speed: float = 1.0, player_update_interval: float = 1.0) -> None:
+                 lavalink_speed: float = 1.0, player_update_interval: float = 1.0,
+                 lyrics_plugin: bool = True) -> None:
         self.discord = DiscordEmulator(host=host, port=discord_port, heartbeat_interval=heartbeat_interval,
                                        interaction_deadline=interaction_deadline)
         self.lavalink = LavalinkEmulator(host=host, port=lavalink_port, password=LAVALINK_PASSWORD,
-                                         speed=lavalink_speed, player_update_interval=player_update_interval)
+                                         speed=lavalink_speed, player_update_interval=player_update_interval,
+                                         lyrics_plugin=lyrics_plugin)
         self.apps: list[Any] = []
         self._revoked_voice_tokens: set[str] = set()
         self._voice_refusals: dict[tuple[int, int], int] = {}  # (user id, guild id) -> connections still refused

@@ -22,6 +22,7 @@ from aiohttp import WSCloseCode, web
 
 from sandbox.catalogue import Catalogue
 from sandbox.lavalink_faults import FaultPlan
+from sandbox.lavalink_lyrics import LyricsPlugin
 from sandbox.lavalink_rest import ApiError, RestApi, error_response
 from sandbox.lavalink_sessions import NodeState, Session, VoiceVerifier
 from sandbox.lavalink_websocket import RECORD, WEBSOCKET_PATH, Connection, WebsocketEndpoint
@@ -75,6 +76,9 @@ class LavalinkEmulator:
     node to a newer track encoding: tracks encoded before no longer decode (500 "Failed to decode track due
     to a mismatching version or missing source manager"), a new loadtracks gives tracks that play.
 
+    Plugins: ``lyrics_plugin`` (default True) installs LavaLyrics (sandbox/lavalink_lyrics.py); ``ll.lyrics.installed``
+    can be changed at run time and ``ll.lyrics.set_lyrics(identifier, lyrics_or_None)`` overrides a track's lyrics.
+
     Voice: ``ll.voice_verifier = f`` makes the node accept only the voice credentials Discord issued:
     ``f(user_id, guild_id, {"token", "endpoint", "sessionId"})`` returns None (accepted) or ``(code, reason)``,
     and a refused connection reports WebSocketClosedEvent with that code and plays no audio (the Sandbox
@@ -102,6 +106,7 @@ class LavalinkEmulator:
         cleanup_threshold: float = 60.0,
         stuck_threshold_ms: int = 10_000,
         catalogue: Catalogue | None = None,
+        lyrics_plugin: bool = True,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -110,7 +115,8 @@ class LavalinkEmulator:
         self.node = NodeState(speed=speed, player_update_interval=player_update_interval,
                               stats_interval=stats_interval, cleanup_threshold=cleanup_threshold,
                               stuck_threshold_ms=stuck_threshold_ms)
-        self._rest = RestApi(self.node, self.catalogue)
+        self.lyrics = LyricsPlugin(self.catalogue, installed=lyrics_plugin)
+        self._rest = RestApi(self.node, self.catalogue, self.lyrics)
         self._runner: web.AppRunner | None = None
         self._restarting: asyncio.Task[None] | None = None
         self._port: int | None = None

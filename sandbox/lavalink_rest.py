@@ -21,6 +21,7 @@ from aiohttp import web
 
 from sandbox.catalogue import SOURCE_MANAGERS, Catalogue, CatalogueTrack, TrackDecodeError
 from sandbox.lavalink_filters import FILTER_NAMES, FilterError, parse_filters
+from sandbox.lavalink_lyrics import PLUGIN_INFO, LyricsPlugin
 from sandbox.lavalink_players import Player, unix_ms
 from sandbox.lavalink_sessions import NodeState, Session
 
@@ -61,7 +62,7 @@ def error_response(status: int, message: str, request: web.Request) -> web.Respo
     return json_response(body, status)
 
 
-def info_payload() -> dict[str, Any]:
+def info_payload(plugins: list[dict[str, str]] | None = None) -> dict[str, Any]:
     return {
         "version": {"semver": LAVALINK_VERSION, "major": 4, "minor": 0, "patch": 8, "preRelease": None,
                     "build": None},
@@ -71,7 +72,7 @@ def info_payload() -> dict[str, Any]:
         "lavaplayer": "2.2.1",
         "sourceManagers": list(SOURCE_MANAGERS),
         "filters": list(FILTER_NAMES),
-        "plugins": [],
+        "plugins": list(plugins or []),
     }
 
 
@@ -174,7 +175,12 @@ def _guild_id(request: web.Request) -> int:
 
 
 def _no_replace(request: web.Request) -> bool:
-    raw = request.query.get("noReplace")
+    return _bool_param(request, "noReplace")
+
+
+def _bool_param(request: web.Request, name: str) -> bool:
+    """An optional boolean query parameter, read as Spring converts it (absent -> false)."""
+    raw = request.query.get(name)
     if raw is None:
         return False
     if raw.lower() in ("true", "false"):
@@ -193,9 +199,10 @@ async def _json_body(request: web.Request) -> Any:
 class RestApi:
     """Route handlers bound to one node state and catalogue."""
 
-    def __init__(self, node: NodeState, catalogue: Catalogue) -> None:
+    def __init__(self, node: NodeState, catalogue: Catalogue, lyrics: LyricsPlugin | None = None) -> None:
         self.node = node
         self.catalogue = catalogue
+        self.lyrics = lyrics or LyricsPlugin(catalogue)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/version", self.version)
@@ -209,6 +216,9 @@ class RestApi:
         app.router.add_get("/v4/sessions/{session_id}/players/{guild_id}", self.get_player)
         app.router.add_patch("/v4/sessions/{session_id}/players/{guild_id}", self.patch_player)
         app.router.add_delete("/v4/sessions/{session_id}/players/{guild_id}", self.delete_player)
+        # LavaLyrics (sandbox/lavalink_lyrics.py): routed always, answered as "no such endpoint" without the plugin
+        app.router.add_get("/v4/sessions/{session_id}/players/{guild_id}/track/lyrics", self.current_lyrics)
+        app.router.add_get("/v4/lyrics", self.track_lyrics)
 
     def _session(self, request: web.Request) -> Session:
         session = self.node.live_session(request.match_info["session_id"])
@@ -220,7 +230,7 @@ class RestApi:
         return web.Response(text=LAVALINK_VERSION, content_type="text/plain")
 
     async def info(self, request: web.Request) -> web.Response:
-        return json_response(info_payload())
+        return json_response(info_payload([dict(PLUGIN_INFO)] if self.lyrics.installed else []))
 
     async def stats(self, request: web.Request) -> web.Response:
         return json_response(self.node.stats(rest=True))
@@ -275,6 +285,32 @@ class RestApi:
         session = self._session(request)
         session.destroy_player(_guild_id(request))
         return web.Response(status=204)
+
+    def _lyrics_plugin(self, request: web.Request) -> LyricsPlugin:
+        """The plugin, or Spring's answer for a path no controller maps (Lavalink without LavaLyrics)."""
+        if not self.lyrics.installed:
+            raise ApiError(404, f"No endpoint {request.method} {request.path}.")
+        return self.lyrics
+
+    async def current_lyrics(self, request: web.Request) -> web.Response:
+        plugin = self._lyrics_plugin(request)
+        _bool_param(request, "skipTrackSource")
+        session = self._session(request)
+        player = session.players.get(_guild_id(request))
+        if player is None:
+            raise ApiError(404, "Player not found")
+        if player.track is None:
+            raise ApiError(404, "No track playing")
+        return plugin.answer(player.track)
+
+    async def track_lyrics(self, request: web.Request) -> web.Response:
+        plugin = self._lyrics_plugin(request)
+        encoded = request.query.get("track")
+        if encoded is None:
+            raise ApiError(400, "Required request parameter 'track' for method parameter type String is not present")
+        _bool_param(request, "skipTrackSource")
+        track, _ = _decode(self.catalogue, encoded)
+        return plugin.answer(track)
 
     async def patch_player(self, request: web.Request) -> web.Response:
         session = self._session(request)

@@ -61,6 +61,8 @@ def now_playing_embed(player: MusicPlayer) -> discord.Embed:
     embed.add_field(name="Volume", value=f"{player.volume}%")
     embed.add_field(name="Loop", value=player.loop_mode.value)
     embed.add_field(name="Autoplay", value="on" if player.autoplay_on else "off")
+    if player.effects.active:
+        embed.add_field(name="Effects", value=player.effects.label())
     state = "paused" if player.paused else "playing"
     embed.add_field(name="Up next", value=(track_title(player.queue[0], 60) if player.queue else "nothing queued"))
     embed.set_footer(text=f"{state} · {len(player.queue)} in queue")
@@ -87,6 +89,8 @@ def queue_embed(player: MusicPlayer, page: int) -> discord.Embed:
     embed = discord.Embed(title="Queue", description=header + ("\n".join(lines) or "The queue is empty."),
                           colour=COLOUR)
     left = remaining_ms(player.queue, current, player.position)
+    if left is not None:  # effects stay on for the next songs: under /speed 2 the queue lasts half as long
+        left = int(left / player.effects.rate)
     total = "endless (live stream)" if left is None else format_duration(left)
     embed.set_footer(text=f"Page {page}/{pages} · {len(player.queue)} tracks · {total} remaining · "
                           f"loop: {player.loop_mode.value}")

@@ -14,6 +14,7 @@ import discord
 import wavelink
 
 from utils.errors import MusicError, TrackGone
+from utils.filters import Effects
 from utils.formatting import is_digits, truncate
 from utils.lavalink import lavalink_call
 from utils.snapshots import HISTORY_KEPT, GuildSnapshot, TrackPayload
@@ -60,6 +61,30 @@ def _build_snapshot(*, current: wavelink.Playable | None, queue: list[wavelink.P
                          **fields)
 
 
+def wavelink_filters(effects: Effects) -> wavelink.Filters:
+    """`effects` as wavelink's Filters, built through its setters: its Filters(data=...) ignores an equalizer
+    that does not list all 15 bands (wavelink 3.5)."""
+    payload = effects.payload()
+    filters = wavelink.Filters()
+    if "equalizer" in payload:
+        filters.equalizer.set(bands=payload["equalizer"])
+    if "timescale" in payload:
+        filters.timescale.set(**payload["timescale"])
+    if "rotation" in payload:
+        filters.rotation.set(rotation_hz=payload["rotation"]["rotationHz"])
+    if "karaoke" in payload:
+        karaoke = payload["karaoke"]
+        filters.karaoke.set(level=karaoke["level"], mono_level=karaoke["monoLevel"],
+                            filter_band=karaoke["filterBand"], filter_width=karaoke["filterWidth"])
+    if "tremolo" in payload:
+        filters.tremolo.set(**payload["tremolo"])
+    if "vibrato" in payload:
+        filters.vibrato.set(**payload["vibrato"])
+    if "lowPass" in payload:
+        filters.low_pass.set(**payload["lowPass"])
+    return filters
+
+
 class MusicPlayer(wavelink.Player):
     """The per-guild state and the music logic, through wavelink's public API only. Bots connect with
     commands.recovery.RecoveringPlayer, which adds the workarounds that need wavelink's private parts."""
@@ -93,6 +118,29 @@ class MusicPlayer(wavelink.Player):
         self.restored_note: str | None = None  # shown once on the next panel ("Back after a restart ...")
         self.autoplay = wavelink.AutoPlayMode.partial  # play the queue on; recommendations only with /autoplay
         self.inactive_channel_tokens = None  # idle and alone are handled by our watchdog (commands/watchdog.py)
+        self.effects = Effects()  # /filter and /speed; wavelink re-sends its Filters with every play()
+        # The last known (position, monotonic time): Lavalink's last playerUpdate, or a play/seek/pause/filter
+        # change. Under a timescale the position advances at Effects.rate from here (see `position`).
+        self.position_basis: tuple[int, float] | None = None
+
+    @property
+    def position(self) -> int:
+        """wavelink's position, which extrapolates from Lavalink's last update at 1x; under a timescale (/speed,
+        nightcore, vaporwave) Lavalink moves the track at speed x rate, and so does this."""
+        position = super().position
+        rate = self.effects.rate
+        basis = self.position_basis
+        if rate == 1.0 or basis is None or position == 0 or self.paused or self.current is None:
+            return position
+        since = max(0.0, time.monotonic() - basis[1])
+        return min(int(basis[0] + since * 1000 * rate), self.current.length)
+
+    async def set_effects(self, effects: Effects) -> None:
+        """Apply a preset and speed on the node (one PATCH replaces the whole filter set)."""
+        position = self.position  # at the old rate, up to now
+        await self.set_filters(wavelink_filters(effects))
+        self.effects = effects
+        self.position_basis = (position, time.monotonic())
 
     @property
     def loop_mode(self) -> LoopMode:
@@ -251,6 +299,7 @@ class MusicPlayer(wavelink.Player):
         """play, seek or pause succeeded: the snapshot must be rewritten (RecoveringPlayer also moves wavelink's
         position basis, which wavelink leaves alone until Lavalink's next playerUpdate)."""
         self.position_changes += 1
+        self.position_basis = (position, time.monotonic())
 
     async def seek(self, position: int = 0, /) -> None:
         await super().seek(position)
@@ -271,7 +320,7 @@ class MusicPlayer(wavelink.Player):
         return (getattr(self.channel, "id", None), getattr(self.home, "id", None),
                 self.panel_message.id if self.panel_message is not None else None,
                 current.encoded if current is not None else None, self.position_changes, self.paused, self.volume,
-                self.queue.mode, self.autoplay, self.queue.version,
+                self.queue.mode, self.autoplay, self.queue.version, self.effects,
                 history.version if isinstance(history, VersionedQueue) else None)
 
     def capture(self, *, stopped: bool = False, position: int | None = None) -> Callable[[], GuildSnapshot] | None:
@@ -300,6 +349,7 @@ class MusicPlayer(wavelink.Player):
             history=history[-HISTORY_KEPT:] if history is not None else [],
             saved_at=time.time(),
             stopped=stopped,
+            filters=self.effects.to_json() if self.effects.active else None,
         )
 
     def snapshot(self) -> GuildSnapshot | None:
@@ -311,17 +361,21 @@ class MusicPlayer(wavelink.Player):
         """Load a snapshot into this freshly connected player and resume the track where it was."""
         self.loop_mode = LoopMode(snapshot.loop)
         self.set_autoplay(snapshot.autoplay)
+        self.effects = snapshot.effects
+        # play() sends the filters with the track: one PATCH restores both (wavelink keeps them for later plays)
+        effects = {"filters": wavelink_filters(self.effects)} if self.effects.active else {}
+
         self.queue.put([wavelink.Playable(t) for t in snapshot.queue])
         if self.queue.history is not None:
             self.queue.history.put([wavelink.Playable(t) for t in snapshot.history])
         if snapshot.current is None:
             if self.queue:
-                await self.play_first_playable(self.queue.get(), volume=snapshot.volume)
+                await self.play_first_playable(self.queue.get(), volume=snapshot.volume, **effects)
             return None
         track = wavelink.Playable(snapshot.current)
         start = 0 if track.is_stream else min(snapshot.position_at(), max(0, track.length - 1000))
         played = await self.play_first_playable(track, start=start, volume=snapshot.volume, paused=snapshot.paused,
-                                                add_history=False)
+                                                add_history=False, **effects)
         if played is None:
             return None
         if snapshot.volume == 0:  # play(volume=0) falls back to the current volume in wavelink 3.5
@@ -330,6 +384,7 @@ class MusicPlayer(wavelink.Player):
 
     def note_progress(self, position: int) -> None:
         """Record a position reported by Lavalink; only a change counts as progress."""
+        self.position_basis = (position, time.monotonic())
         if position != self.progress[0]:
             self.progress = (position, time.monotonic())
 

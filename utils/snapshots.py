@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from utils.filters import Effects
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -82,6 +84,7 @@ class GuildSnapshot:
     history: list[dict[str, Any]] = field(default_factory=list)
     saved_at: float = field(default_factory=time.time)
     stopped: bool = False  # saved by a clean shutdown: playback stopped at saved_at (the bot left voice)
+    filters: dict[str, Any] | None = None  # utils.filters.Effects.to_json(); absent in older snapshots (no effects)
     version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -119,7 +122,13 @@ class GuildSnapshot:
             history=[_track(t, f"history[{i}]") for i, t in enumerate(history)],
             saved_at=float(saved_at),
             stopped=bool(data.get("stopped", False)),
+            filters=_filters(data.get("filters")),
         )
+
+    @property
+    def effects(self) -> Effects:
+        """The sound effects to restore (none for a snapshot written before /filter existed)."""
+        return Effects.from_json(self.filters)
 
     def age(self, now: float | None = None, alive: float | None = None) -> float:
         """Seconds since the bot last vouched for this snapshot: saved it, or (`alive`) was still running."""
@@ -135,12 +144,26 @@ class GuildSnapshot:
         if info.get("isStream"):
             return 0
         position = self.position
-        if not self.paused and not self.stopped:
-            position += max(0, int(((time.time() if now is None else now) - self.saved_at) * 1000))
+        if not self.paused and not self.stopped:  # under a timescale the track moves at speed x rate
+            elapsed = max(0.0, (time.time() if now is None else now) - self.saved_at)
+            position += int(elapsed * 1000 * self.effects.rate)
         length = info.get("length")
         if isinstance(length, int) and not isinstance(length, bool) and length > 0:
             position = min(position, length)
         return position
+
+
+def _filters(value: Any) -> dict[str, Any] | None:
+    """The saved effects, or None. Effects this version does not know (a newer one's preset) are dropped with a
+    log line instead of failing the snapshot: the song and the queue matter more than the sound effect."""
+    if value is None:
+        return None
+    try:
+        effects = Effects.from_json(value)
+    except ValueError as exc:
+        log.warning("snapshot: ignoring its sound effects (%s)", exc)
+        return None
+    return effects.to_json() if effects.active else None
 
 
 class SnapshotStore:

@@ -55,6 +55,20 @@ async def test_position_follows_clock_speed_pause_and_timescale() -> None:
     assert types[:4] == ["ready", "playerUpdate", "TrackStartEvent", "playerUpdate"]
 
 
+async def test_timescale_speed_and_rate_multiply() -> None:
+    """Real Lavalink moves the position at speed x rate (pitch changes nothing): nightcore at 1.5x speed."""
+    node, session, sent, clock = _setup()
+    player = session.player(1)
+    player.set_voice(VOICE)
+    player.play(_track())
+    player.set_filters({"timescale": {"speed": 1.5, "rate": 1.25, "pitch": 1.0}})
+    clock.now += 2.0
+    assert player.position() == 3750
+    player.set_filters({"timescale": {"speed": 1.0, "rate": 1.0, "pitch": 2.0}})
+    clock.now += 1.0
+    assert player.position() == 4750
+
+
 async def test_position_is_capped_by_length_and_end_time() -> None:
     node, session, sent, clock = _setup()
     player = session.player(1)

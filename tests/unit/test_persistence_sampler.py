@@ -255,3 +255,19 @@ def test_a_track_payload_is_kept_on_the_track_until_its_requester_changes():
     second = track_payload(track)
     assert second is not first and second["userData"] == {"requester_id": "1234"}
     assert first["userData"] == {}  # a payload already handed out is never changed
+
+
+async def test_a_track_under_a_timescale_that_plays_on_is_not_rewritten(cog, player):
+    """/speed 2: the song moves 2 s a second, and so does the line a restore computes (no rewrite every second)."""
+    from utils.filters import Effects
+
+    await player.set_effects(Effects("nightcore", 1.6))  # speed x rate = 2
+    written = tick(cog)
+    assert on_disk(cog)["filters"] == {"preset": "nightcore", "speed": 1.6}
+    before = player.position
+    for _ in range(3):
+        played_on(cog, player, 2.0)
+        position, at = player.position_basis
+        player.position_basis = (position, at - 2.0)
+        assert tick(cog) == written
+    assert player.position == pytest.approx(before + 12_000, abs=500)

@@ -145,3 +145,30 @@ def test_a_track_payload_is_encoded_once_and_its_text_reused():
     payload.json_text = '{"encoded":"enc-cached","info":{}}'  # what the next encode uses, without re-encoding
     assert json.loads(SnapshotStore.encode(snapshot(queue=[payload])))["queue"] == [
         {"encoded": "enc-cached", "info": {}}]
+
+
+def test_sound_effects_round_trip_and_move_the_restored_position(tmp_path):
+    store = SnapshotStore(tmp_path)
+    store.save(snapshot(filters={"preset": "vaporwave", "speed": 1.5}, saved_at=1000.0))
+    (loaded,) = store.load_all()
+    assert loaded.filters == {"preset": "vaporwave", "speed": 1.5}
+    assert loaded.effects.rate == pytest.approx(1.2)  # speed 1.5 x vaporwave's rate 0.8
+    assert loaded.position_at(now=1010.0) == 83_000 + 12_000
+
+
+@pytest.mark.parametrize(("filters", "kept"), [
+    (None, None),                                      # written before /filter existed: no key at all
+    ({"preset": "nightcore", "speed": 1.0}, {"preset": "nightcore", "speed": 1.0}),
+    ({"preset": "off", "speed": 1.0}, None),           # nothing active
+    ({"preset": "echo-chamber", "speed": 1.0}, None),  # a newer version's preset: dropped, the rest restores
+    ({"preset": "soft", "speed": 9}, None),
+    ("loud", None),
+])
+def test_old_and_unknown_sound_effects_still_load(tmp_path, filters, kept):
+    data = snapshot().to_json()
+    if filters is None:
+        del data["filters"]
+    else:
+        data["filters"] = filters
+    loaded = GuildSnapshot.from_json(json.loads(json.dumps(data)))
+    assert loaded.filters == kept and loaded.current == track("now")
