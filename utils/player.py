@@ -85,6 +85,7 @@ class MusicPlayer(wavelink.Player):
         self.voice_back = asyncio.Event()
         self.rejoin_task: asyncio.Task[None] | None = None
         self.restored_note: str | None = None  # shown once on the next panel ("Back after a restart ...")
+        self.skip_votes: set[int] = set()  # members who voted to skip the current song (utils/votes.py)
         self.autoplay = wavelink.AutoPlayMode.partial  # play the queue on; recommendations only with /autoplay
         self.inactive_channel_tokens = None  # idle and alone are handled by our watchdog (commands/watchdog.py)
 
