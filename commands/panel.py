@@ -109,7 +109,7 @@ async def _skip(interaction: discord.Interaction) -> None:
     counted = vote(interaction, player)  # None: requester or DJ, who skip at once
     if counted is not None and not counted[0].passed:
         await interaction.response.edit_message(embed=now_playing_embed(player), view=panel_view(player))
-        await interaction.followup.send(vote_line(interaction, player, *counted), ephemeral=True)
+        await interaction.followup.send(vote_line(interaction, player, *counted, public=False), ephemeral=True)
         return
     passed = f" (the vote passed, {counted[0]})" if counted is not None and counted[0].needed > 1 else ""
     # Answer first: skipping starts the next track, whose panel replaces (deletes) this message.

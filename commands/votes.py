@@ -28,12 +28,14 @@ def vote(interaction: discord.Interaction, player: MusicPlayer) -> tuple[Tally, 
     return cast(player, interaction.user.id)
 
 
-def vote_line(interaction: discord.Interaction, player: MusicPlayer, count: Tally, new: bool) -> str:
-    """The answer to a vote that did not skip (yet)."""
+def vote_line(interaction: discord.Interaction, player: MusicPlayer, count: Tally, new: bool, *,
+              public: bool = True) -> str:
+    """The answer to a vote that did not skip (yet): for the channel (`public`), or for the voter alone."""
     title = track_title(player.current, in_message=True) if player.current else "this song"
     if not new:
         return f"You already voted to skip **{title}** ({count})."
-    return f"{interaction.user.mention} voted to skip **{title}** ({count})."
+    who = interaction.user.mention if public else "You"
+    return f"{who} voted to skip **{title}** ({count})."
 
 
 class Votes(commands.Cog):

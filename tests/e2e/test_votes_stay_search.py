@@ -61,9 +61,11 @@ async def test_skip_votes_need_a_majority_of_listeners_and_reset(fleet):
     # A new song, a new vote: bob's earlier vote does not carry over.
     second = await scene.wait_panel("Second Vote")
     assert vote_field(second) is None
-    fresh = await scene.cmd(1, "bob", "skip")
-    assert fresh.content.endswith("(1/2 votes).") and not fresh.ephemeral
-    await fleet.discord.wait_for(lambda: vote_field(fleet.discord.message(int(second["id"]))) == "1/2 votes")
+    fresh = await scene.press(1, "bob", int(second["id"]), "panel:skip")  # a vote by the panel: shown on it
+    assert fresh.callback_type == 7 and vote_field(fresh.message) == "1/2 votes"
+    told = await fresh.wait_followup()
+    assert told["flags"] & 64 and told["content"].startswith("You voted to skip **[Second Vote]") \
+        and told["content"].endswith("(1/2 votes).")
 
     # A voter who leaves takes the vote along: back again, bob's old vote plus carol's is no majority.
     await scene.join("bob", None)
