@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 import discord
+import wavelink
 from discord import app_commands
 from discord.ext import commands
 
@@ -22,6 +23,7 @@ from commands.recovery import RecoveringPlayer
 from utils.checks import configured_dj_role, ensure_listener, get_player, is_dj, member_voice_channel, preflight
 from utils.errors import AudioUnavailable, BadInput, MusicError, NotInVoice
 from utils.formatting import format_duration
+from utils.lavalink import WRITE_TIMEOUT, lavalink_call
 from utils.player import MusicPlayer
 from utils.replies import reply
 from utils.stay_store import Stay
@@ -131,15 +133,16 @@ class StayCog(commands.Cog, name="Stay"):
     async def _connect(self, channel: discord.VoiceChannel) -> MusicPlayer:
         try:
             player = await channel.connect(cls=RecoveringPlayer, self_deaf=True, timeout=VOICE_TIMEOUT)
-        except (asyncio.TimeoutError, discord.ClientException) as exc:
-            voice = channel.guild.voice_client
-            if voice is not None and not isinstance(exc, discord.ClientException):
-                await voice.disconnect(force=True)
-            raise MusicError(f"I couldn't connect to {channel.mention}. Please try again.") from None
+        except (wavelink.ChannelTimeoutException, asyncio.TimeoutError):
+            if channel.guild.voice_client is not None:
+                await channel.guild.voice_client.disconnect(force=True)
+            raise MusicError(f"I couldn't connect to {channel.mention} in time. Please try again.") from None
+        except discord.ClientException:
+            raise MusicError("I'm already connecting to a voice channel here; try again in a moment.") from None
         assert isinstance(player, MusicPlayer)
         volume = self.bot.guild_volumes.get(channel.guild.id)
         if volume is not None and volume != player.volume:
-            await player.set_volume(volume)
+            await lavalink_call(player.set_volume(volume), WRITE_TIMEOUT)
         return player
 
     # ---- keeping the record in step --------------------------------------------------------------------

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from utils.checks import may_skip_at_once
 from utils.embeds import track_title
+from utils.errors import MusicError
 from utils.lavalink import lavalink_call
 from utils.player import MusicPlayer
 from utils.votes import Tally, cast, tally
@@ -59,7 +60,11 @@ class Votes(commands.Cog):
         if count.votes and count.passed and current is not None:
             log.info("guild %s: skip vote passed after a listener left (%s)", member.guild.id, count)
             player.skip_votes.clear()
-            await lavalink_call(player.skip(force=True))
+            try:
+                await lavalink_call(player.skip(force=True))
+            except MusicError as exc:  # the audio server is unreachable: the votes are spent, say nothing false
+                log.info("guild %s: could not skip after the vote passed: %s", member.guild.id, exc)
+                return
             await player.say(f"Skipped **{track_title(current, in_message=True)}**: the vote passed ({count}).")
             return
         self.bot.dispatch("music_panel_refresh", player)

@@ -150,16 +150,19 @@ async def test_stay_keeps_the_bot_in_its_channel_across_idle_alone_and_restarts(
     assert not [m for m in staying.messages() if "I left" in (m.get("content") or "")]
 
     # A redeploy: the bot comes back to its empty 24/7 channel, with nothing to play.
-    bot = fleet.bots[0]
-    bot.send_signal(signal.SIGTERM)
-    assert await bot.wait(timeout=20) == 0
-    await fleet.discord.wait_for(lambda: staying.bot_voice_channel(1) is None)
-    fleet.bots[0] = await start_bot(1, fleet.sandbox.bot_env(fleet.apps) | {
-        "IDLE_TIMEOUT": "10", "ALONE_TIMEOUT": "5", "SEARCH_MENU_TIMEOUT": str(SEARCH_MENU_TIMEOUT)},
-        log_dir=fleet.log_dir)
+    await redeploy(fleet, staying)
     await fleet.bots[0].wait_for_line(r"24/7 mode: back in #Lounge after a restart", timeout=40)
     await fleet.discord.wait_for(lambda: staying.bot_voice_channel(1) == staying.voice("Lounge"), timeout=10)
     assert control.bot_voice_channel(1) is None
+
+    # With music playing to nobody, the snapshot is restored into the empty channel, where other guilds' are not.
+    await staying.join("erin", "Lounge")
+    await staying.cmd(1, "erin", "play", query=track_url("all-night-long"))
+    await staying.wait_player(1, lambda p: p["position"] > 0)
+    await staying.join("erin", None)
+    await redeploy(fleet, staying)
+    await fleet.bots[0].wait_for_line(r"restored the player in #Lounge \(All Night Long at", timeout=40)
+    await staying.wait_track(1, "all-night-long")
 
     # /stay off: the usual auto-leave again.
     await staying.join("erin", "Lounge")
@@ -168,6 +171,17 @@ async def test_stay_keeps_the_bot_in_its_channel_across_idle_alone_and_restarts(
     await staying.join("erin", None)
     await staying.wait_message("Everyone left the voice channel, so I left too.", timeout=30)
     assert staying.bot_voice_channel(1) is None
+
+
+async def redeploy(fleet, scene) -> None:
+    """SIGTERM (as a deploy does) and start the bot again with the same state directory."""
+    bot = fleet.bots[0]
+    bot.send_signal(signal.SIGTERM)
+    assert await bot.wait(timeout=20) == 0
+    await fleet.discord.wait_for(lambda: scene.bot_voice_channel(1) is None)
+    fleet.bots[0] = await start_bot(1, fleet.sandbox.bot_env(fleet.apps) | {
+        "IDLE_TIMEOUT": "10", "ALONE_TIMEOUT": "5", "SEARCH_MENU_TIMEOUT": str(SEARCH_MENU_TIMEOUT)},
+        log_dir=fleet.log_dir)
 
 
 async def staying_cmd(scene, member: str, mode: str):
