@@ -83,7 +83,16 @@ async def test_skip_votes_need_a_majority_of_listeners_and_reset(fleet):
     by_dj = await scene.cmd(1, "dave", "skip")
     assert by_dj.content == "Skipped **Third Vote**."
     await scene.wait_track(1, "fourth-vote")
-    await scene.cmd(1, "alice", "stop")
+
+    # Four listeners need three votes; when a listener who did not vote leaves, two of three are a majority.
+    fourth = await scene.wait_panel("Fourth Vote")
+    await scene.cmd(1, "bob", "skip")
+    assert (await scene.cmd(1, "carol", "skip")).content.endswith("(2/3 votes).")
+    await fleet.discord.wait_for(lambda: vote_field(fleet.discord.message(int(fourth["id"]))) == "2/3 votes")
+    await scene.join("dave", None)
+    announced = await scene.wait_message("Skipped **[Fourth Vote](<")
+    assert announced["content"].endswith("**: the vote passed (2/2 votes).")
+    await fleet.lavalink.wait_for(lambda: scene.player(1)["track"] is None)
 
 
 async def test_search_picker_queues_the_pick_like_play_and_expires(fleet):
