@@ -42,6 +42,7 @@ from utils.log import setup_logging
 from utils.parent_watch import stop_with_manager
 from utils.replies import report_error
 from utils.request_budget import FailureBudget
+from utils.stay_store import StayStore
 
 if TYPE_CHECKING:
     from utils.health_server import HealthServer
@@ -72,6 +73,7 @@ class MusicBot(commands.Bot):
     lavalink: NodeLink
     guild_volumes: dict[int, int]  # kept for the process lifetime (and in snapshots)
     request_budget: FailureBudget
+    stays: StayStore  # 24/7 guilds (commands/stay.py); read by the watchdog and the restore
     stopping: bool
     gateway_up: bool  # from READY or RESUMED to the next disconnect
     started: float  # monotonic, for /healthz uptime
@@ -94,6 +96,7 @@ class MusicBot(commands.Bot):
         )
         self.settings = settings
         self.guild_volumes = {}
+        self.stays = StayStore(settings.bot_state_dir)
         self.stopping = False
         self.gateway_up = False
         self.started = time.monotonic()
@@ -103,6 +106,7 @@ class MusicBot(commands.Bot):
     async def setup_hook(self) -> None:
         self.tree.on_error = report_error  # one answer per failure; cogs define no handlers of their own
         self.lavalink = NodeLink(self, self.settings.lavalink_nodes, self.settings.bot_state_dir)
+        self.stays.load()  # before the cogs: the restore and the watchdog consult it
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)

@@ -10,4 +10,7 @@ EXTENSIONS: tuple[str, ...] = (
     "commands.persistence",
     "commands.watchdog",
     "commands.recovery",
+    "commands.votes",
+    "commands.stay",
+    "commands.search",
 )

@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from utils.checks import ensure_can_control
+from utils.cooldowns import control_cooldown
 from utils.errors import BadInput
 from utils.filters import LABELS, MAX_SPEED, MIN_SPEED, PRESETS, Effects, format_speed
 from utils.lavalink import node_write
@@ -31,6 +32,7 @@ class SoundEffects(commands.Cog):
 
     @app_commands.command(name="filter")
     @app_commands.guild_only()
+    @control_cooldown()
     @app_commands.describe(preset="The sound effect; off turns every effect off, the speed included")
     @app_commands.choices(preset=PRESET_CHOICES)
     async def filter_(self, interaction: discord.Interaction, preset: str) -> None:
@@ -52,6 +54,7 @@ class SoundEffects(commands.Cog):
 
     @app_commands.command(name="speed")
     @app_commands.guild_only()
+    @control_cooldown()
     @app_commands.describe(factor="Playback speed without changing the pitch, 0.5 to 2.0 (1 is normal)")
     async def speed(self, interaction: discord.Interaction,
                     factor: app_commands.Range[float, MIN_SPEED, MAX_SPEED]) -> None:

@@ -20,6 +20,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from utils.checks import get_player
+from utils.cooldowns import play_cooldown
 from utils.embeds import COLOUR, track_title
 from utils.errors import AudioUnavailable, BadInput, MusicError
 from utils.formatting import truncate
@@ -169,6 +170,7 @@ class LyricsCog(commands.Cog, name="LyricsCog"):
         return track, await lyrics_for_track(node, track), playing
 
     @app_commands.command(name="lyrics")
+    @play_cooldown()  # a lookup on the audio server, like /play's
     @app_commands.guild_only()
     @app_commands.describe(query="A song to look up (default: the song playing now)")
     async def lyrics(self, interaction: discord.Interaction,

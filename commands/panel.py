@@ -13,7 +13,8 @@ from discord.ext import commands
 
 from commands.lyrics import LyricsPageButton
 from commands.queue import QueuePageButton, queue_view
-from utils.checks import ensure_can_control, get_player
+from commands.votes import vote, vote_line
+from utils.checks import ensure_can_control, ensure_listener, get_player
 from utils.embeds import now_playing_embed, queue_embed
 from utils.errors import BadInput, MusicError
 from utils.formatting import truncate
@@ -55,7 +56,10 @@ class PanelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"panel:(?
             await reply(interaction, "This panel is outdated. Use the newest one, or /nowplaying.")
             return False
         try:
-            ensure_can_control(interaction)
+            if self.action == "skip":
+                ensure_listener(interaction)  # listeners who are not DJs vote (commands/votes.py)
+            else:
+                ensure_can_control(interaction)
         except MusicError as exc:
             await reply(interaction, str(exc))
             return False
@@ -102,9 +106,15 @@ async def _pause(interaction: discord.Interaction) -> None:
 
 
 async def _skip(interaction: discord.Interaction) -> None:
-    player = ensure_can_control(interaction, need_track=True)
+    player = ensure_listener(interaction, need_track=True)
+    counted = vote(interaction, player)  # None: requester or DJ, who skip at once
+    if counted is not None and not counted[0].passed:
+        await interaction.response.edit_message(embed=now_playing_embed(player), view=panel_view(player))
+        await interaction.followup.send(vote_line(interaction, player, *counted, public=False), ephemeral=True)
+        return
+    passed = f" (the vote passed, {counted[0]})" if counted is not None and counted[0].needed > 1 else ""
     # Answer first: skipping starts the next track, whose panel replaces (deletes) this message.
-    await interaction.response.edit_message(content=f"⏭️ Skipped by {interaction.user.mention}.", view=None)
+    await interaction.response.edit_message(content=f"⏭️ Skipped by {interaction.user.mention}{passed}.", view=None)
     await lavalink_call(player.skip(force=True))
 
 
@@ -190,6 +200,7 @@ class Panel(commands.Cog):
         player = payload.player
         if isinstance(player, MusicPlayer):
             player.reset_progress()
+            player.skip_votes.clear()  # votes are for the song that was playing
             await self.replace_panel(player)
 
     @commands.Cog.listener()

@@ -182,6 +182,12 @@ class Persistence(commands.Cog):
             await asyncio.sleep(0.05)
 
     async def _restore_all(self) -> None:
+        try:
+            await self._restore_snapshots()
+        finally:
+            self.bot.dispatch("music_restore_done")  # commands/stay.py rejoins 24/7 channels left empty
+
+    async def _restore_snapshots(self) -> None:
         snapshots = self.store.load_all()
         await self._wait_for_guilds({s.guild_id for s in snapshots})
         self._restoring.update(s.guild_id for s in snapshots)
@@ -240,7 +246,8 @@ class Persistence(commands.Cog):
         channel = guild.get_channel(snapshot.voice_channel_id)
         if not isinstance(channel, discord.VoiceChannel):
             return self._discard(snapshot, "the voice channel is gone")
-        if not [m for m in channel.members if not m.bot]:
+        staying = self.bot.stays.get(guild.id)  # 24/7 mode: back in its channel even when nobody is there
+        if not [m for m in channel.members if not m.bot] and (staying is None or staying.channel_id != channel.id):
             return self._discard(snapshot, "nobody is listening in the voice channel")
         try:
             preflight(channel, guild.me)

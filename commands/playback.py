@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
 import discord
@@ -13,8 +14,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from commands.recovery import RecoveringPlayer
+from commands.votes import vote, vote_line
 from utils.autocomplete import ChoiceCache, SearchThrottle
-from utils.checks import ensure_can_control, get_player, member_voice_channel, preflight
+from utils.checks import ensure_can_control, ensure_listener, get_player, member_voice_channel, preflight
 from utils.cooldowns import control_cooldown, play_cooldown
 from utils.embeds import added_message, playlist_message, track_length
 from utils.errors import AudioUnavailable, BadInput, MusicError, NotInVoice
@@ -107,6 +109,20 @@ class Playback(commands.Cog):
     async def play(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, MAX_QUERY]) -> None:
         """Play a song or playlist, or add it to the queue."""
         query = clean_query(query)
+        await self.request(interaction, lambda: self.lookup(interaction, query))
+
+    async def lookup(self, interaction: discord.Interaction, query: str) -> wavelink.Search:
+        """Search results for `query` (after the interaction is acknowledged); BadInput when there are none."""
+        found = await self._search(interaction, query)
+        if not found:
+            raise BadInput(f"No results for “{truncate(query, 80)}”. Try other words or a direct link.")
+        return found
+
+    async def request(self, interaction: discord.Interaction,
+                      find: Callable[[], Awaitable[wavelink.Search]]) -> bool:
+        """The one path of a request to play, /play's and a /search pick's: the member's voice channel, the busy
+        answer, preflight, then (acknowledged) following, `find`, joining and queueing, in the order the
+        requests were made, answered with the public "Now playing"/"Queued" line. False: answered "busy"."""
         guild = interaction.guild
         assert guild is not None
         channel = member_voice_channel(interaction)
@@ -117,7 +133,7 @@ class Playback(commands.Cog):
         if player is not None and player.channel is not None and player.channel.id != channel.id:
             if player.current is not None or bool(player.queue) or bool(player.listeners()):
                 await self._answer_busy(interaction, player.channel)
-                return
+                return False
             follow = True  # idle and nobody listening: follow the member
         if player is None or follow:
             preflight(channel, guild.me)  # refuse at once, before any slow step
@@ -130,11 +146,10 @@ class Playback(commands.Cog):
             await defer_public(interaction)  # acknowledged before anything slow: moving, searching
             if follow and player is not None:
                 await self._follow(player, channel)
-            found = await self._search(interaction, query)
-            if not found:
-                raise BadInput(f"No results for “{truncate(query, 80)}”. Try other words or a direct link.")
+            found = await find()
             await turnstile.wait(ticket)
             await self._enqueue(interaction, channel, found)
+            return True
         finally:
             await turnstile.done(ticket)
             if turnstile.idle:
@@ -240,13 +255,22 @@ class Playback(commands.Cog):
     @control_cooldown()
     @app_commands.describe(to="Skip straight to this queue position (default: the next song)")
     async def skip(self, interaction: discord.Interaction, to: app_commands.Range[int, 1, 100000] | None = None):
-        """Skip the current song, or jump to a position in the queue."""
-        player = ensure_can_control(interaction, need_track=True)
+        """Skip the current song (or vote to), or jump to a position in the queue."""
+        player = ensure_listener(interaction, need_track=True)
+        counted = vote(interaction, player)  # None: requester or DJ, who skip at once
+        if counted is not None and to is not None:
+            raise BadInput("Only the requester of this song or a DJ can jump ahead in the queue. "
+                           "/skip without a position votes to skip this song.")
+        if counted is not None and not counted[0].passed:
+            self.bot.dispatch("music_panel_refresh", player)
+            await reply(interaction, vote_line(interaction, player, *counted), ephemeral=not counted[1])
+            return
         dropped = skip_to(player.queue, to) if to is not None else 0
         skipped = player.current
         await node_write(interaction, player.skip(force=True))
         extra = f" and {dropped} more" if dropped else ""
-        await reply(interaction, f"Skipped **{truncate(skipped.title if skipped else '?', 80)}**{extra}.",
+        passed = f": the vote passed ({counted[0]})" if counted is not None and counted[0].needed > 1 else ""
+        await reply(interaction, f"Skipped **{truncate(skipped.title if skipped else '?', 80)}**{extra}{passed}.",
                     ephemeral=False)
 
     @app_commands.command(name="stop")
@@ -267,8 +291,11 @@ class Playback(commands.Cog):
         """Leave the voice channel and forget the queue."""
         player = ensure_can_control(interaction)
         channel = player.channel
+        staying = interaction.guild_id is not None and self.bot.stays.get(interaction.guild_id) is not None
         await player.leave(None)
-        await reply(interaction, f"Left {channel.mention if channel else 'the voice channel'}. Bye!", ephemeral=False)
+        self.bot.dispatch("music_disconnect_requested", interaction.guild_id)  # ends 24/7 mode (commands/stay.py)
+        await reply(interaction, f"Left {channel.mention if channel else 'the voice channel'}. Bye!"
+                    + (" 24/7 mode is off." if staying else ""), ephemeral=False)
 
     @app_commands.command(name="seek")
     @app_commands.guild_only()

@@ -48,6 +48,9 @@ class Watchdog(commands.Cog):
         settings = self.bot.settings
         if not player.connected:
             return
+        if player.guild is not None and self.bot.stays.get(player.guild.id) is not None:
+            player.alone_since = player.idle_since = None  # 24/7 mode (commands/stay.py): never leave
+            return
         if player.listeners():
             player.alone_since = None
         else:

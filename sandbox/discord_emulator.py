@@ -12,8 +12,9 @@ from aiohttp import web
 from .discord_commands import CommandStore
 from .discord_gateway import RECONNECT, Gateway
 from .discord_interactions import (
-    APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, CommandNotAvailable, CommandNotRegistered,
-    InteractionRecord, InteractionResult, InteractionTimeout, build_command_data, build_interaction,
+    APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, STRING_SELECT, CommandNotAvailable,
+    CommandNotRegistered, InteractionRecord, InteractionResult, InteractionTimeout, build_command_data,
+    build_interaction, check_component_use,
 )
 from .discord_options import InvalidInvocation
 from .discord_ratelimit import Faults, RateLimiter
@@ -319,6 +320,7 @@ class DiscordEmulator:
             raise ValueError(f"no message {message_id}")
         if custom_id not in _custom_ids(message.get("components") or []):
             raise ValueError(f"message {message_id} has no component {custom_id!r}")
+        check_component_use(message, user_id, custom_id, component_type, values)
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             data["values"] = values
@@ -327,6 +329,13 @@ class DiscordEmulator:
                                    message=dict(message))
         self._dispatch_interaction(app, record)
         return await self._await_answer(record, timeout)
+
+    async def select(self, app: BotApp, *, guild_id: int, channel_id: int | None = None, user_id: int,
+                     message_id: int, custom_id: str, values: list[str], timeout: float = 10.0) -> InteractionResult:
+        """Pick `values` (option values) in a string select menu of a message, as a member."""
+        return await self.press_button(app, guild_id=guild_id, channel_id=channel_id, user_id=user_id,
+                                       message_id=message_id, custom_id=custom_id, component_type=STRING_SELECT,
+                                       values=values, timeout=timeout)
 
     async def submit_modal(self, app: BotApp, *, guild_id: int, channel_id: int, user_id: int, custom_id: str,
                            values: dict[str, str], timeout: float = 10.0) -> InteractionResult:

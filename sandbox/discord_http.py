@@ -164,7 +164,34 @@ def check_message_body(body: Any, uploads: list[Upload] | None = None, new_id: C
     if len(body.get("embeds") or []) > 10:
         raise ApiError(400, 50035, "Invalid Form Body", {"embeds": {"_errors": [
             {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 10 or fewer in length."}]}})
+    for r, row in enumerate(body.get("components") or []):
+        for c, component in enumerate(row.get("components") or []):
+            _check_component(component, f"components.{r}.components.{c}")
     return body
+
+
+def _too_long(where: str, limit: int) -> ApiError:
+    return ApiError(400, 50035, "Invalid Form Body", {where: {"_errors": [
+        {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {limit} or fewer in length."}]}})
+
+
+def _check_component(component: dict[str, Any], where: str) -> None:
+    """Discord's limits on a message component: custom_id 100; a string select has 1-25 options, each
+    label, value and description at most 100 characters, a placeholder at most 150."""
+    if len(str(component.get("custom_id") or "")) > 100:
+        raise _too_long(f"{where}.custom_id", 100)
+    if component.get("type") != 3:
+        return
+    options = component.get("options") or []
+    if not 1 <= len(options) <= 25:
+        raise ApiError(400, 50035, "Invalid Form Body", {f"{where}.options": {"_errors": [
+            {"code": "BASE_TYPE_BAD_LENGTH", "message": "Must be between 1 and 25 in length."}]}})
+    if len(str(component.get("placeholder") or "")) > 150:
+        raise _too_long(f"{where}.placeholder", 150)
+    for i, option in enumerate(options):
+        for key in ("label", "value", "description"):
+            if len(str(option.get(key) or "")) > 100:
+                raise _too_long(f"{where}.options.{i}.{key}", 100)
 
 
 def require_not_empty(body: dict[str, Any]) -> None:

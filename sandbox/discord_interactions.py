@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 PONG, MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE, AUTOCOMPLETE_RESULT, MODAL = 1, 4, 5, 6, 7, 8, 9
 EPHEMERAL, LOADING = 1 << 6, 1 << 7
+BUTTON, STRING_SELECT = 2, 3  # component types (reference §2.8)
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 
 
@@ -203,3 +204,43 @@ def build_interaction(state: DiscordState, app: BotApp, *, type_: int, guild_id:
     return InteractionRecord(id=interaction_id, token=token, application_id=app.application_id, type=type_,
                              guild_id=guild_id, channel_id=channel_id, user_id=user_id, payload=payload,
                              component_message_id=int(message["id"]) if message else None)
+
+
+def _find_component(components: list[dict[str, Any]], custom_id: str) -> dict[str, Any] | None:
+    for component in components:
+        if component.get("custom_id") == custom_id:
+            return component
+        found = _find_component(component.get("components") or [], custom_id)
+        if found is not None:
+            return found
+    return None
+
+
+def check_component_use(message: dict[str, Any], user_id: int, custom_id: str, component_type: int,
+                        values: list[str] | None) -> None:
+    """What a member's Discord client lets them do with a message's component, else InvalidInvocation.
+
+    An ephemeral message is shown only to the member whose interaction it answers, so nobody else can use
+    its components. A disabled component cannot be used. A button is pressed (no values); a string select
+    sends the values of the options picked, between its min_values (default 1) and max_values (default 1).
+    """
+    if int(message.get("flags") or 0) & EPHEMERAL:
+        owner = ((message.get("interaction_metadata") or {}).get("user") or {}).get("id")
+        if owner is None or int(owner) != user_id:
+            raise InvalidInvocation(f"message {message['id']} is ephemeral: only user {owner} can see and use it")
+    component = _find_component(message.get("components") or [], custom_id)
+    assert component is not None  # the caller checked the custom id exists
+    if component.get("type") != component_type:
+        raise InvalidInvocation(f"component {custom_id!r} is of type {component.get('type')}, not {component_type}")
+    if component.get("disabled"):
+        raise InvalidInvocation(f"component {custom_id!r} is disabled")
+    if component_type == STRING_SELECT:
+        offered = [o.get("value") for o in component.get("options") or []]
+        picked = list(values or [])
+        low, high = int(component.get("min_values", 1)), int(component.get("max_values", 1))
+        if not low <= len(picked) <= high or len(set(picked)) != len(picked):
+            raise InvalidInvocation(f"select {custom_id!r} takes {low} to {high} distinct values, got {picked}")
+        if any(value not in offered for value in picked):
+            raise InvalidInvocation(f"select {custom_id!r} offers only {offered}, got {picked}")
+    elif values is not None:
+        raise InvalidInvocation(f"a button ({custom_id!r}) sends no values")

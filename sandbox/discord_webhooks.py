@@ -177,8 +177,11 @@ class InteractionRoutes:
             message = self._edit(record, int(original["id"]), {k: v for k, v in body.items() if k != "flags"})
         else:
             author = self.state.users[record.application_id]
+            user = self.state.users[record.user_id]
             message = self.state.build_message(record.channel_id, author, body, extra={
-                "webhook_id": str(record.application_id), "application_id": str(record.application_id)})
+                "webhook_id": str(record.application_id), "application_id": str(record.application_id),
+                "interaction_metadata": {"id": str(record.id), "type": record.type, "user": user.to_dict(),
+                                         "authorizing_integration_owners": {"0": str(record.guild_id)}}})
             message["flags"] = int(body.get("flags") or 0) & (EPHEMERAL | 4 | 4096)
             self.state.store_message(message)
             if not message["flags"] & EPHEMERAL:

@@ -17,7 +17,7 @@ NO_ZSTD_DIR = Path(__file__).resolve().parent / "no_zstd"  # a `zstandard` that 
 
 # Variables from the developer's own environment that must not leak into a test process.
 _SCRUB = re.compile(r"^(BOT_TOKEN.*|BOT_ID|BOT_CLIENT_ID_.*|LAVALINK_.*|DISCORD_.*|TEST_GUILD_ID|LOG_.*|STATE_DIR|"
-                    r"RESTORE.*|IDLE_TIMEOUT|ALONE_TIMEOUT|MAX_QUEUE|DJ_ROLE|SUPERVISOR_.*|METRICS_.*|HEALTH_TIMEOUT|"
+                    r"RESTORE.*|IDLE_TIMEOUT|ALONE_TIMEOUT|SEARCH_MENU_TIMEOUT|MAX_QUEUE|DJ_ROLE|SUPERVISOR_.*|METRICS_.*|HEALTH_TIMEOUT|"
                     r"COOLDOWN_.*|DISABLED_COMMANDS)$")
 
 # Tests send commands at machine speed, far above what a member can type: the per-member cooldowns would

@@ -33,8 +33,8 @@ def is_dj(member: discord.Member, dj_role: str | None) -> bool:
     return any(role.name.lower() == wanted or str(role.id) == dj_role for role in member.roles)
 
 
-def ensure_can_control(interaction: discord.Interaction, *, need_track: bool = False) -> MusicPlayer:
-    """The member must be with the bot in its voice channel; with a DJ role set, also DJ, requester or alone."""
+def ensure_listener(interaction: discord.Interaction, *, need_track: bool = False) -> MusicPlayer:
+    """The member must be with the bot in its voice channel (the same-channel rule, without the DJ rule)."""
     player = get_player(interaction)
     if player is None:
         raise NotConnected()
@@ -45,7 +45,29 @@ def ensure_can_control(interaction: discord.Interaction, *, need_track: bool = F
         raise NotInMyChannel(player.channel.mention if player.channel else "my voice channel")
     if need_track and player.current is None:
         raise NothingPlaying()
-    dj_role: str | None = getattr(getattr(interaction.client, "settings", None), "dj_role", None)
+    return player
+
+
+def configured_dj_role(interaction: discord.Interaction) -> str | None:
+    return getattr(getattr(interaction.client, "settings", None), "dj_role", None)
+
+
+def may_skip_at_once(interaction: discord.Interaction, player: MusicPlayer) -> bool:
+    """The requester of the current song and DJs skip without a vote: with DJ_ROLE set, members with that role;
+    either way, members with Manage Server. Everyone else votes (utils/votes.py)."""
+    member = interaction.user
+    if requester_id(player.current) == member.id:
+        return True
+    if not isinstance(member, discord.Member):
+        return False
+    dj_role = configured_dj_role(interaction)
+    return member.guild_permissions.manage_guild or (dj_role is not None and is_dj(member, dj_role))
+
+
+def ensure_can_control(interaction: discord.Interaction, *, need_track: bool = False) -> MusicPlayer:
+    """The member must be with the bot in its voice channel; with a DJ role set, also DJ, requester or alone."""
+    player = ensure_listener(interaction, need_track=need_track)
+    dj_role = configured_dj_role(interaction)
     member = interaction.user
     if dj_role and isinstance(member, discord.Member) and not is_dj(member, dj_role):
         alone = [m.id for m in player.listeners()] == [member.id]

@@ -69,6 +69,7 @@ class Settings:
     siblings: Mapping[int, int] = field(default_factory=dict)  # bot index -> user id, this bot excluded
     idle_timeout: int = 300  # seconds with nothing playing before leaving
     alone_timeout: int = 120  # seconds alone in the voice channel before leaving
+    search_menu_timeout: int = 120  # seconds a /search menu can be used
     max_queue: int = 500
     dj_role: str | None = None  # role name or id; None = everyone in the bot's channel may control
     state_dir: Path = Path("state")  # this bot writes only state_dir/bot-N
@@ -125,6 +126,8 @@ class Settings:
             siblings=siblings,
             idle_timeout=_parse_int(env, "IDLE_TIMEOUT", default=300, minimum=10),
             alone_timeout=_parse_int(env, "ALONE_TIMEOUT", default=120, minimum=5),
+            # Capped below the 15 min an interaction token lives: the expired menu is edited through it.
+            search_menu_timeout=min(840, _parse_int(env, "SEARCH_MENU_TIMEOUT", default=120, minimum=3)),
             max_queue=_parse_int(env, "MAX_QUEUE", default=500, minimum=1),
             dj_role=env.get("DJ_ROLE", "").strip() or None,
             state_dir=Path(env.get("STATE_DIR", "").strip() or "state"),

@@ -1,7 +1,7 @@
 """Per-member cooldowns of the commands that change the player, on discord.py's app-command cooldowns.
 
-`@play_cooldown()` on /play (COOLDOWN_PLAY, default 5 per 10 s) and `@control_cooldown()` on each command
-that changes the player (COOLDOWN_CONTROLS, default 10 per 10 s, one bucket per command). Buckets are per
+`@play_cooldown()` on /play, /search and /lyrics (COOLDOWN_PLAY, default 5 per 10 s) and `@control_cooldown()`
+on each command that changes the player (COOLDOWN_CONTROLS, default 10 per 10 s); one bucket per command. Buckets are per
 (guild, member): someone busy in one server is not slowed down in another, and other members are not
 slowed down at all. An exhausted bucket raises `app_commands.CommandOnCooldown`, which the tree's error
 handler (utils/replies.py) answers ephemerally with the seconds to wait, rounded up.

@@ -10,6 +10,7 @@ import wavelink
 from utils.formatting import escape_markdown, format_duration, progress_bar, truncate
 from utils.player import MusicPlayer, requester_id
 from utils.tracklist import remaining_ms
+from utils.votes import tally
 
 QUEUE_PAGE_SIZE = 10
 COLOUR = discord.Colour.blurple()
@@ -65,6 +66,8 @@ def now_playing_embed(player: MusicPlayer) -> discord.Embed:
         embed.add_field(name="Effects", value=player.effects.label())
     state = "paused" if player.paused else "playing"
     embed.add_field(name="Up next", value=(track_title(player.queue[0], 60) if player.queue else "nothing queued"))
+    if player.skip_votes:
+        embed.add_field(name="Vote to skip", value=str(tally(player)))
     embed.set_footer(text=f"{state} · {len(player.queue)} in queue")
     if track.artwork:
         embed.set_thumbnail(url=track.artwork)

@@ -116,6 +116,7 @@ class MusicPlayer(wavelink.Player):
         self.closed_4014_at: float | None = None  # monotonic: the node's last WebSocketClosedEvent 4014
         self.closed_4014 = asyncio.Event()
         self.restored_note: str | None = None  # shown once on the next panel ("Back after a restart ...")
+        self.skip_votes: set[int] = set()  # members who voted to skip the current song (utils/votes.py)
         self.autoplay = wavelink.AutoPlayMode.partial  # play the queue on; recommendations only with /autoplay
         self.inactive_channel_tokens = None  # idle and alone are handled by our watchdog (commands/watchdog.py)
         self.effects = Effects()  # /filter and /speed; wavelink re-sends its Filters with every play()

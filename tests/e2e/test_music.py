@@ -311,8 +311,10 @@ async def test_queue_is_paginated_with_buttons(scene):
     next_id = first.components[0]["components"][1]["custom_id"]
     turned = await scene.press(1, "alice", first.message_id, next_id)
     assert turned.callback_type == 7 and turned.embeds[0]["footer"]["text"].startswith("Page 2/3")
-    stranger = await scene.press(1, "bob", first.message_id, turned.components[0]["components"][1]["custom_id"])
-    assert stranger.ephemeral and "your own view" in stranger.content
+    # The queue is an ephemeral message: Discord shows it, and its buttons, to alice alone.
+    assert first.ephemeral
+    with pytest.raises(InvalidInvocation, match="ephemeral"):
+        await scene.press(1, "bob", first.message_id, turned.components[0]["components"][1]["custom_id"])
 
 
 async def test_nowplaying_shows_progress_volume_and_loop(scene):

@@ -136,3 +136,16 @@ async def test_a_stale_disabled_command_answers_ephemerally_and_its_autocomplete
     typing = stale_interaction(discord.InteractionType.autocomplete)
     await report_error(typing, app_commands.CommandNotFound("play", []))
     assert typing.response.calls == [("autocomplete", [])]
+
+
+async def test_every_command_but_the_read_only_ones_has_a_cooldown():
+    """A new command that changes the player or asks the audio server must not be spammable: it gets a cooldown."""
+    tree = await collect_commands(settings())
+    uncooled = set()
+    for command in tree.walk_commands():
+        if isinstance(command, app_commands.Command):
+            # discord.py's cooldown checks are closures made by _create_cooldown_decorator
+            if not any(getattr(check, "__qualname__", "").startswith("_create_cooldown_decorator")
+                       for check in command.checks):
+                uncooled.add(command.qualified_name)
+    assert uncooled == {"ping", "queue", "nowplaying"}
