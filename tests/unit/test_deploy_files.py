@@ -293,6 +293,9 @@ def test_the_statefulset_runs_bot_n_in_pod_n_minus_1_with_its_own_key_and_volume
     assert env["BOT_TOKEN_DIR"]["value"] == mounts["tokens"]["mountPath"]
     assert volumes["tokens"]["secret"]["secretName"] == "music-fleet-tokens"
     assert "BOT_TOKEN" not in {name for name in env if name != "BOT_TOKEN_DIR"}
+    # FLEET_BOT_IDS given (even empty): a pod opens no sibling's file to decode its id (test_pod_ordinal.py)
+    assert bot["envFrom"] == [{"configMapRef": {"name": "music-fleet-config"}}]
+    assert "FLEET_BOT_IDS" in _resources()["ConfigMap/music-fleet-config"]["data"]
 
     # snapshots on a claim per pod, where STATE_DIR points
     (claim,) = sts["spec"]["volumeClaimTemplates"]

@@ -83,3 +83,22 @@ def test_bot_py_of_pod_1_asks_for_bot_2s_key(tmp_path):
                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 78, result.stderr
     assert "configuration error: BOT_TOKEN_2 is not set" in result.stderr
+
+
+def test_with_fleet_ids_given_a_pod_opens_no_siblings_token_file(secret_volume, monkeypatch):
+    """deploy/kubernetes/config.yaml sets FLEET_BOT_IDS: then bot 2 opens BOT_TOKEN_2 alone of the mounted Secret."""
+    opened = []
+    real = type(secret_volume).read_text
+
+    def spy(path, *args, **kwargs):
+        opened.append(path.name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(type(secret_volume), "read_text", spy)
+    env = {"BOT_TOKEN_DIR": str(secret_volume), "BOT_ID_FROM_ORDINAL": "music-bot-1", "BOT_CLIENT_ID_3": "333"}
+    _, kept = own_environment({**env, "FLEET_BOT_IDS": ""}, os.devnull, None)
+    s = Settings.from_env(None, kept)
+    assert opened == ["BOT_TOKEN_2"] and s.token == TOKEN_2 and s.siblings == {3: 333}
+    opened.clear()
+    own_environment(env, os.devnull, None)  # without FLEET_BOT_IDS the siblings' files are decoded for their ids
+    assert sorted(opened) == ["BOT_TOKEN_1", "BOT_TOKEN_2", "BOT_TOKEN_3"]
