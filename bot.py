@@ -240,7 +240,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "environment and .env; other bots' tokens are dropped from the process at start.",
         epilog="Exit codes: 0 stopped on request, 78 configuration error (do not restart), other = crash.",
     )
-    parser.add_argument("--bot", type=int, metavar="N", help="bot number N: use BOT_TOKEN_N (default: BOT_ID or 1)")
+    parser.add_argument("--bot", type=int, metavar="N",
+                        help="bot number N: use BOT_TOKEN_N (default: BOT_ID, or a StatefulSet pod's ordinal + 1 "
+                        "from BOT_ID_FROM_ORDINAL=<pod name>, or 1)")
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env; missing is fine)")
     return parser.parse_args(argv)
 

@@ -154,10 +154,33 @@ def metrics_port(env: Mapping[str, str], bot_index: int) -> int | None:
     return base + bot_index
 
 
+ORDINAL_VAR = "BOT_ID_FROM_ORDINAL"
+_POD_ORDINAL = re.compile(r"^.*-([0-9]+)$")
+
+
+def bot_index_from_ordinal(pod_name: str) -> int:
+    """Bot number of a StatefulSet pod: its name's ordinal + 1 (music-bot-0 runs bot 1).
+
+    Kubernetes names a StatefulSet's pods <name>-<ordinal>, ordinals from 0; bots are numbered from 1.
+    """
+    match = _POD_ORDINAL.match(pod_name.strip())
+    if match is None:
+        raise ConfigError(f"{ORDINAL_VAR} ({pod_name.strip() or 'empty'}) does not end in -<ordinal>: set it to the "
+                          "StatefulSet pod's name (downward API metadata.name, e.g. music-bot-0 runs bot 1)")
+    return int(match.group(1)) + 1
+
+
 def resolve_bot_index(bot_index: int | None, env: Mapping[str, str]) -> int:
-    """`bot_index`, or BOT_ID when None (default 1)."""
+    """`bot_index`, or BOT_ID when None, or the pod ordinal + 1 from BOT_ID_FROM_ORDINAL (default 1)."""
     if bot_index is None:
-        bot_index = _parse_int(env, "BOT_ID", default=1, minimum=1)
+        from_ordinal = env.get(ORDINAL_VAR, "").strip()
+        if from_ordinal and env.get("BOT_ID", "").strip():
+            raise ConfigError(f"BOT_ID and {ORDINAL_VAR} are both set: keep one (a StatefulSet pod needs only "
+                              f"{ORDINAL_VAR})")
+        if from_ordinal:
+            bot_index = bot_index_from_ordinal(from_ordinal)
+        else:
+            bot_index = _parse_int(env, "BOT_ID", default=1, minimum=1)
     if bot_index < 1:
         raise ConfigError(f"the bot number must be 1 or more, got {bot_index}")
     return bot_index

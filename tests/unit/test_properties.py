@@ -229,11 +229,12 @@ LAVALINK_SECRET = "lava-pass-0123456789"
 
 env_values = st.one_of(st.text(max_size=60), st.sampled_from(["", " ", "0", "1", "-1", "10", "99999999999999999999",
                                                                "http://127.0.0.1:2333", "ws://x", "http://:99999",
-                                                               "DEBUG", "debug", "nope", "1,2", "Bot x.y.z"]))
+                                                               "DEBUG", "debug", "nope", "1,2", "Bot x.y.z",
+                                                               "music-bot-0", "music-bot-²", "music-bot"]))
 env_keys = st.sampled_from([
     "BOT_TOKEN_1", "BOT_TOKEN_2", "BOT_TOKEN", "BOT_ID", "BOT_CLIENT_ID_1", "BOT_CLIENT_ID_2", "LAVALINK_URI",
     "LAVALINK_PASSWORD", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL", "TEST_GUILD_ID", "LOG_LEVEL", "LOG_DIR",
-    "IDLE_TIMEOUT", "ALONE_TIMEOUT", "MAX_QUEUE", "DJ_ROLE",
+    "IDLE_TIMEOUT", "ALONE_TIMEOUT", "MAX_QUEUE", "DJ_ROLE", "BOT_ID_FROM_ORDINAL",
 ])
 
 
