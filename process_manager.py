@@ -37,6 +37,7 @@ from utils.token_env import bot_environment
 log = logging.getLogger("process_manager")  # feeds logs/manager.log once main() adds a handler
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_SPAWN = "fork"
 POLL_INTERVAL = 0.1  # seconds between ticks of the run loop
 EOF_GRACE = 1.0  # after a child exits, wait this long at most for the rest of its output
 
@@ -116,6 +117,7 @@ class BotProcess:
         self.pid: int | None = None
         self.laststart = 0.0
         self.backoff = 0  # consecutive failures since the last stable run
+        self.immediate_first = False  # the streak began with a crash while RUNNING (restarted at once)
         self.delay = 0.0  # BACKOFF: earliest restart time
         self.exitstatus: int | None = None
         self.last_exit_at: float | None = None
@@ -221,10 +223,17 @@ class BotProcess:
         if self.state is ProcessState.RUNNING and now - self.laststart >= self.config.stablesecs:
             self.backoff = 0  # crashed after a stable run: a fresh failure, not part of a loop
         self.backoff += 1
+        if self.backoff == 1:  # the first failure of a streak: was it a crash of a RUNNING bot?
+            self.immediate_first = self.state is ProcessState.RUNNING
         if self.backoff > self.config.startretries:
             self._change_state(ProcessState.BACKOFF, f"{what}, too many failures")
             return
-        wait = min(self.config.backoff_cap, 2.0 ** (self.backoff - 1))
+        if self.immediate_first and self.backoff == 1:  # as supervisord: RUNNING -> EXITED -> STARTING at once
+            self.delay = now
+            self._change_state(ProcessState.BACKOFF, f"{what}, restarting now")
+            return
+        steps = self.backoff - (2 if self.immediate_first else 1)  # repeated failures wait 1, 2, 4 ... s
+        wait = min(self.config.backoff_cap, 2.0 ** steps)
         self.delay = now + wait
         self._change_state(ProcessState.BACKOFF, f"{what}, restart in {wait:g} s")
 
@@ -235,11 +244,11 @@ class FleetManager:
     def __init__(self, indices: Iterable[int], *, spawn: Spawn, printer: Printer,
                  clock: Callable[[], float] = time.monotonic, config: ProcessConfig | None = None,
                  stagger: float = 0.5, status_interval: float = 30.0,
-                 memory: Callable[[int], int | None] | None = None) -> None:
+                 memory: Callable[[int], tuple[int, int] | None] | None = None) -> None:
         self.printer, self.clock = printer, clock
         self.config = config or ProcessConfig()
         self.stagger, self.status_interval = stagger, status_interval
-        self.memory = memory or process_rss
+        self.memory = memory or process_memory
         self.processes: dict[int, BotProcess] = {
             n: BotProcess(n, self.config, spawn, printer.notice, self._output_for(n)) for n in sorted(indices)
         }
@@ -312,13 +321,14 @@ class FleetManager:
         rows = []
         for proc in self.processes.values():
             alive = proc.pid is not None and proc.state in _LIVE_STATES
-            rss = self.memory(proc.pid) if alive and proc.pid is not None else None
+            mem = self.memory(proc.pid) if alive and proc.pid is not None else None
             last = "-"
             if proc.last_exit_at is not None:
                 last = f"{describe_exit(proc.exitstatus)}, {format_duration(now - proc.last_exit_at)} ago"
             rows.append((proc.name, proc.state.name, str(proc.pid) if alive else "-",
                          format_duration(now - proc.laststart) if alive else "-", str(proc.restarts),
-                         f"{rss / 2**20:.1f} MB" if rss is not None else "-", last))
+                         f"{mem[0] / 2**20:.1f} MB" if mem is not None else "-",
+                         f"{mem[1] / 2**20:.1f} MB" if mem is not None else "-", last))
         return rows
 
     def print_status(self, now: float) -> None:
@@ -357,22 +367,27 @@ class FleetManager:
 
 
 def format_status_table(rows: Sequence[Sequence[str]]) -> list[str]:
-    header = ("BOT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT")
+    header = ("BOT", "STATE", "PID", "UPTIME", "RESTARTS", "USS", "PSS", "LAST EXIT")
     table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
 
 
-def process_rss(pid: int) -> int | None:
-    """Resident memory of `pid` in bytes, or None (psutil missing, process gone)."""
+def process_memory(pid: int) -> tuple[int, int] | None:
+    """(USS, PSS) of `pid` in bytes, or None (psutil missing, process gone, /proc/PID/smaps unreadable).
+
+    Not RSS: forked bots share the fork server's pages, which RSS counts once per bot. USS is what this
+    bot alone costs (freed if it stops), PSS its fair share of the shared pages (the fleet's PSS adds up).
+    """
     try:
         import psutil  # lazy: only the status table needs it
     except ImportError:
         return None
     try:
-        return psutil.Process(pid).memory_info().rss
+        info = psutil.Process(pid).memory_full_info()
     except psutil.Error:
         return None
+    return info.uss, getattr(info, "pss", info.uss)
 
 
 _COLOURS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95", "94", "91")
@@ -572,6 +587,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="longest wait between restarts (default: %(default)g)")
     add("--stagger", type=_non_negative(float), default=0.5, metavar="S",
         help="minimum gap between two bot starts, against identify bursts (default: %(default)g)")
+    add("--spawn", choices=("fork", "exec"), default=DEFAULT_SPAWN,
+        help="fork: fork each bot from a fork server that has imported discord.py, wavelink and the cogs once "
+             "(less memory per bot, faster restarts); exec: start a fresh interpreter per bot "
+             "(default: %(default)s)")
     add("--python", default=sys.executable, metavar="PATH", help="interpreter for the bots (default: this one)")
     add("--bot-script", type=Path, default=HERE / "bot.py", metavar="PATH",
         help="script run as `PATH --bot n` instead of bot.py (for tests)")
@@ -624,12 +643,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     printer = Printer(sys.stdout, indices=indices, secrets=secrets)
     config = ProcessConfig(startsecs=args.startsecs, startretries=int(args.startretries),
                            stopwaitsecs=args.stopwaitsecs, backoff_cap=args.backoff_cap)
-    spawner = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python,
-                                fleet_ids=fleet_ids)
+    spawner: Spawn = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python,
+                                       fleet_ids=fleet_ids)
+    if args.spawn == "fork":
+        from utils.fork_spawn import ForkServerSpawner
+
+        spawner = ForkServerSpawner(spawner, notify=printer.notice, eof_grace=EOF_GRACE)
+        spawner.restart_server()  # preload before the first bot; a failure falls back to exec per bot
     manager = FleetManager(indices, spawn=spawner, printer=printer, config=config, stagger=args.stagger,
                            status_interval=args.status_interval)
-    printer.notice(f"starting {len(indices)} bot(s): {', '.join(map(str, indices))}")
-    return manager.run()
+    printer.notice(f"starting {len(indices)} bot(s) ({args.spawn}): {', '.join(map(str, indices))}")
+    try:
+        return manager.run()
+    finally:
+        close = getattr(spawner, "close", None)
+        if close is not None:
+            close()
 
 
 if __name__ == "__main__":

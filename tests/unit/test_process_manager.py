@@ -216,10 +216,11 @@ def test_running_to_backoff_on_crash_with_doubling_delays_capped(fleet, clock, s
         assert manager.processes[1].state is S.RUNNING
         crash(manager, clock, spawn, status=-signal.SIGSEGV)
         proc = manager.processes[1]
-        assert proc.state is S.BACKOFF
         delays.append(proc.delay - clock.now)
+        assert proc.state is (S.STARTING if delays[-1] == 0 else S.BACKOFF)  # 0: restarted in that tick
         advance(manager, clock, proc.delay - clock.now)
-    assert delays == [1, 2, 4, 8, 8, 8]
+    assert delays == [0, 1, 2, 4, 8, 8]  # the first crash of a RUNNING bot restarts at once, as under supervisord
+    assert "Bot 1: RUNNING -> BACKOFF (signal SIGSEGV after 1.0 s, restarting now)" in printer.notices
     assert "Bot 1: RUNNING -> BACKOFF (signal SIGSEGV after 1.0 s, restart in 1 s)" in printer.notices
 
 
@@ -248,8 +249,8 @@ def test_running_to_backoff_reset_after_stable_uptime(fleet, clock, spawn, print
     advance(manager, clock, CONFIG.stablesecs)
     assert proc.backoff == 0
     assert "Bot 1: stable for 60 s, backoff reset" in printer.notices
-    crash(manager, clock, spawn)
-    assert proc.state is S.BACKOFF and proc.delay - clock.now == 1
+    crash(manager, clock, spawn)  # a crash after a stable run: a fresh streak, restarted at once (same tick)
+    assert proc.state is S.STARTING and proc.restarts == 3 and proc.backoff == 1
 
 
 def test_running_to_exited_on_0_no_restart(fleet, clock, spawn, printer):
@@ -290,8 +291,9 @@ def test_starting_to_running_to_backoff_on_exit_after_startsecs_unnoticed(fleet,
     manager.tick()
     clock.now += 5
     crash(manager, clock, spawn, status=2)
-    assert printer.notices[-2:] == ["Bot 1: STARTING -> RUNNING (up for 3 s)",
-                                    "Bot 1: RUNNING -> BACKOFF (exit 2 after 5.0 s, restart in 1 s)"]
+    assert printer.notices[-3:] == ["Bot 1: STARTING -> RUNNING (up for 3 s)",
+                                    "Bot 1: RUNNING -> BACKOFF (exit 2 after 5.0 s, restarting now)",
+                                    f"Bot 1: BACKOFF -> STARTING (pid {spawn.last(1).pid})"]
 
 
 def test_running_to_stopping_to_stopped_on_stop(fleet, clock, spawn, printer):
@@ -391,16 +393,16 @@ def test_exit_code_all_fatal_is_1(fleet, clock, spawn):
 
 def test_status_table_columns_and_values(fleet, clock, spawn, printer):
     manager = fleet((1, 2), status_interval=30)
-    manager.memory = lambda pid: 31 * 2**20
+    manager.memory = lambda pid: (7 * 2**20, 31 * 2**20)
     manager.tick()
     advance(manager, clock, 3)
     crash(manager, clock, spawn, index=2, status=1)
     advance(manager, clock, 27)  # 30 s after the first tick: periodic table
     assert len(printer.blocks) == 1
     header, row1, row2 = printer.blocks[0]
-    assert header.split() == ["BOT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST", "EXIT"]
-    assert row1.split() == ["Bot", "1", "RUNNING", "1001", "30s", "0", "31.0", "MB", "-"]
-    assert row2.split()[:5] == ["Bot", "2", "STARTING", "1003", "0s"]  # restarted in this very tick
+    assert header.split() == ["BOT", "STATE", "PID", "UPTIME", "RESTARTS", "USS", "PSS", "LAST", "EXIT"]
+    assert row1.split() == ["Bot", "1", "RUNNING", "1001", "30s", "0", "7.0", "MB", "31.0", "MB", "-"]
+    assert row2.split()[:6] == ["Bot", "2", "RUNNING", "1003", "27s", "1"]  # crashed while RUNNING: restarted at once
     assert row2.endswith("exit 1, 27s ago")
     assert header.index("STATE") == row1.index("RUNNING")  # aligned columns
 
@@ -413,7 +415,7 @@ def test_status_table_on_sigusr1_and_memory_unavailable(fleet, clock, spawn, pri
 
 
 def test_format_status_table_pads_columns():
-    lines = pm.format_status_table([("Bot 10", "FATAL", "-", "-", "5", "-", "exit 3, 2m01s ago")])
+    lines = pm.format_status_table([("Bot 10", "FATAL", "-", "-", "5", "-", "-", "exit 3, 2m01s ago")])
     assert lines[0].startswith("BOT     STATE")
     assert lines[1].startswith("Bot 10  FATAL")
 
@@ -605,3 +607,24 @@ def test_run_check_reports_bad_lavalink_uri_once(monkeypatch):
     assert fleet_check.run_check([1], {"BOT_TOKEN_1": TOKEN, "LAVALINK_URI": "ftp://x"}, out) == 1
     assert out.getvalue().splitlines() == ["Bot 1: OK — Music 1 (id 1000)",
                                            "Lavalink: ERROR — LAVALINK_URI entry 1 must look like http://host:2333"]
+
+
+def test_first_crash_while_running_restarts_in_the_same_tick_then_backoff(fleet, clock, spawn, printer):
+    """supervisord restarts a bot that exits unexpectedly from RUNNING at once; only repeated failures back off."""
+    manager = fleet()
+    proc = running(manager, clock, spawn)
+    first = spawn.last(1)
+    first.status = -signal.SIGKILL
+    manager.tick()  # one tick: reaped, and started again
+    assert proc.state is S.STARTING and spawn.last(1) is not first
+    assert printer.notices[-2:] == ["Bot 1: RUNNING -> BACKOFF (signal SIGKILL after 3.0 s, restarting now)",
+                                    f"Bot 1: BACKOFF -> STARTING (pid {spawn.last(1).pid})"]
+    crash(manager, clock, spawn)  # failing again while STARTING: now the backoff applies
+    assert proc.state is S.BACKOFF and proc.delay - clock.now == 1
+
+
+def test_first_crash_while_starting_still_backs_off(fleet, clock, spawn):
+    manager = fleet()
+    manager.tick()
+    crash(manager, clock, spawn)
+    assert manager.processes[1].state is S.BACKOFF and manager.processes[1].delay - clock.now == 1
