@@ -38,6 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MAX_MESSAGE = 1 << 16
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 
 
 def preload() -> None:
@@ -55,14 +56,25 @@ def preload() -> None:
     gc.freeze()
 
 
-def _die_with_manager(manager_pid: int) -> None:
-    """SIGKILL this server when the manager dies (its bots get SIGTERM from their own PDEATHSIG)."""
+def _libc():
     import ctypes
     import ctypes.util
 
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def set_process_name(name: str) -> None:
+    """What ps -o comm, top and psutil's name() show for this process (15 bytes at most): which bot it is."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc().prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _die_with_manager(manager_pid: int) -> None:
+    """SIGKILL this server when the manager dies (its bots get SIGTERM from their own PDEATHSIG)."""
+    try:
+        _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
     if os.getppid() != manager_pid:
@@ -111,6 +123,7 @@ def run_child(argv: list[str], cwd: str, env_fd: int, out_fd: int, script: Path)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     random.seed()  # the interpreter reseeds `random` at fork too; this also covers a reseed-less fork
     sys.argv = [str(script), *argv]
+    set_process_name(" ".join([script.name, *argv]))  # "bot.py --bot 3": its command line is the server's
     try:
         if script == Path(sys.modules["bot"].__file__).resolve():
             return sys.modules["bot"].main(argv)
@@ -210,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager decides when this server stops
     _die_with_manager(args.manager_pid)
+    set_process_name("fork_server.py")
     sock = socket.socket(fileno=args.fd)
     started = time.monotonic()
     if str(HERE) not in sys.path:
