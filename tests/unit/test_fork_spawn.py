@@ -1,0 +1,73 @@
+"""utils/fork_spawn.py without a real fork server: the fallback to exec and what the server is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from utils import fork_spawn
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeExec:
+    """Stands in for process_manager.SubprocessSpawner (the exec path)."""
+
+    def __init__(self, python: str) -> None:
+        self.python, self.script, self.cwd = python, ROOT / "bot.py", ROOT
+        self.started: list[int] = []
+
+    def command(self, index: int) -> list[str]:
+        return [self.python, str(self.script), "--bot", str(index)]
+
+    def environment(self, index: int) -> dict[str, str]:
+        return {f"BOT_TOKEN_{index}": "secret"}
+
+    def __call__(self, index, on_line):
+        self.started.append(index)
+        return f"exec'd bot {index}"
+
+
+def test_a_fork_server_that_cannot_start_falls_back_to_exec(monkeypatch):
+    monkeypatch.setattr(fork_spawn, "become_subreaper", lambda: True)
+    notices: list[str] = []
+    fallback = FakeExec("/nonexistent/python3")
+    spawner = fork_spawn.ForkServerSpawner(fallback, notify=notices.append)
+    spawner.restart_server()
+    assert spawner.server is None and notices[-1].startswith("could not start a fork server (")
+    assert spawner(2, lambda line: None) == "exec'd bot 2"
+    assert fallback.started == [2]
+    assert notices[-2].startswith("fork server: Bot 2 not forked (") and notices[-2].endswith("retrying with a new server")
+    assert notices[-1].endswith("exec'ing it instead")
+
+
+def test_without_a_subreaper_every_bot_is_execd(monkeypatch):
+    monkeypatch.setattr(fork_spawn, "become_subreaper", lambda: False)
+    notices: list[str] = []
+    fallback = FakeExec("/nonexistent/python3")
+    spawner = fork_spawn.ForkServerSpawner(fallback, notify=notices.append)
+    assert spawner(1, lambda line: None) == "exec'd bot 1"
+    assert "cannot become a child subreaper" in notices[0]
+
+
+def test_the_fork_server_gets_no_token(monkeypatch):
+    monkeypatch.setattr(fork_spawn, "become_subreaper", lambda: True)
+    for name in ("BOT_TOKEN_1", "BOT_TOKEN_FILE_2", "BOT_TOKEN_DIR", "BOT_TOKEN"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("LAVALINK_URI", "http://node:2333")
+    env = fork_spawn.ForkServerSpawner(FakeExec("python"), notify=print).server_environment()
+    assert not [k for k in env if k.startswith("BOT_TOKEN")]
+    assert env["LAVALINK_URI"] == "http://node:2333"
+
+
+@pytest.mark.parametrize("name", ["fork_server", "utils.fork_spawn", "process_manager"])
+def test_process_manager_side_imports_no_discord(name):
+    """The manager and its fork client stay lean; only the server (another process) imports the bot."""
+    import subprocess
+    import sys
+
+    code = (f"import sys, {name}; bad = [m for m in ('discord', 'wavelink', 'aiohttp') if m in sys.modules]; "
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
