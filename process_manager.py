@@ -19,6 +19,7 @@ import enum
 import logging
 import logging.handlers
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,10 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_SPAWN = "fork"
 POLL_INTERVAL = 0.1  # seconds between ticks of the run loop
 EOF_GRACE = 1.0  # after a child exits, wait this long at most for the rest of its output
+# The line a bot logs once it holds its gateway session (bot.py's on_ready; Lavalink is ready before it):
+# from then on it answers slash commands. A redeploy (SIGHUP) restarts the next bot only after it.
+READY_LINE = re.compile(r"\bbot: ready as ")
+REDEPLOY_TIMEOUT = 120.0  # a restarted bot not answering within this halts a redeploy
 
 
 class ProcessState(enum.IntEnum):
@@ -126,6 +131,7 @@ class BotProcess:
         self.autostart = True  # cleared by stop(): a stopped bot is never started again
         self.stop_deadline = 0.0
         self.killed = False
+        self.answering = False  # this start of the bot printed READY_LINE
         self._spawn, self._notify, self._output = spawn, notify, output
 
     def _change_state(self, new: ProcessState, detail: str = "") -> None:
@@ -148,7 +154,7 @@ class BotProcess:
         self._assert_in_state(ProcessState.STOPPED, ProcessState.BACKOFF, ProcessState.EXITED, ProcessState.FATAL)
         self.restarts += 1 if self.starts else 0
         self.starts += 1
-        self.laststart, self.killed = now, False
+        self.laststart, self.killed, self.answering = now, False, False
         try:
             self.child = self._spawn(self.index, self._output)
         except OSError as exc:
@@ -170,6 +176,11 @@ class BotProcess:
             self._change_state(ProcessState.STOPPING, f"SIGTERM sent to pid {self.pid}")
         elif self.state is ProcessState.BACKOFF:
             self._change_state(ProcessState.STOPPED, "stop requested during backoff")
+
+    def restart(self, now: float) -> None:
+        """Stop the child (SIGTERM, as stop()) and start it again once it has exited (a deploy)."""
+        self.stop(now)
+        self.autostart = True
 
     def kill(self, reason: str) -> None:
         """SIGKILL the child's process group (only while STOPPING)."""
@@ -249,15 +260,23 @@ class FleetManager:
         self.config = config or ProcessConfig()
         self.stagger, self.status_interval = stagger, status_interval
         self.memory = memory or process_memory
+        self._spawner = spawn
         self.processes: dict[int, BotProcess] = {
             n: BotProcess(n, self.config, spawn, printer.notice, self._output_for(n)) for n in sorted(indices)
         }
         self.stopping = False
+        self.redeploy_queue: deque[int] = deque()  # bots still to restart in this redeploy, in order
+        self.redeploying: int | None = None  # the bot being restarted now
+        self._redeploy_deadline = 0.0
         self._last_spawn = float("-inf")
         self._next_status: float | None = None
 
     def _output_for(self, index: int) -> Callable[[str], None]:
-        return lambda line: self.printer.child_line(index, line)
+        def output(line: str) -> None:
+            if READY_LINE.search(line):
+                self.processes[index].answering = True
+            self.printer.child_line(index, line)
+        return output
 
     def tick(self, now: float | None = None) -> None:
         """One step: reap, take due transitions, start what is due (spaced by `stagger`), print status."""
@@ -265,6 +284,7 @@ class FleetManager:
         for proc in self.processes.values():
             proc.transition(now)
         if not self.stopping:
+            self._redeploy_step(now)
             for proc in self.processes.values():
                 if proc.wants_spawn(now) and now - self._last_spawn >= self.stagger:
                     proc.spawn(now)
@@ -276,9 +296,54 @@ class FleetManager:
                 self._next_status = now + self.status_interval
                 self.print_status(now)
 
+    def redeploy(self, now: float | None = None) -> None:
+        """Restart every live bot with the code on disk, one at a time, each after the previous one answers.
+
+        Under --spawn fork a fresh fork server is started first (it imports the new code). A bot that does
+        not answer again within REDEPLOY_TIMEOUT halts the redeploy: the bots not yet restarted keep running.
+        """
+        now = self.clock() if now is None else now
+        if self.redeploying is not None or self.redeploy_queue:
+            self.printer.notice("redeploy already in progress")
+            return
+        reload = getattr(self._spawner, "restart_server", None)
+        if reload is not None:
+            reload()
+        self.redeploy_queue.extend(n for n, p in self.processes.items()
+                                   if p.state in (ProcessState.STARTING, ProcessState.RUNNING))
+        self.printer.notice("redeploy: restarting " + (", ".join(f"Bot {n}" for n in self.redeploy_queue) or "no bot")
+                            + " one at a time")
+
+    def _redeploy_step(self, now: float) -> None:
+        """Advance a redeploy: wait for the bot being restarted to answer, then restart the next one."""
+        if self.redeploying is not None:
+            proc = self.processes[self.redeploying]
+            if proc.answering and proc.state in (ProcessState.STARTING, ProcessState.RUNNING):
+                self.printer.notice(f"redeploy: {proc.name} answers again")
+                self.redeploying = None
+            elif proc.state in (ProcessState.FATAL, ProcessState.EXITED) or now >= self._redeploy_deadline:
+                left = ", ".join(f"Bot {n}" for n in self.redeploy_queue)
+                self.printer.notice(f"redeploy halted: {proc.name} did not answer again ({proc.state.name}); "
+                                    + (f"{left} keep running the old code" if left else "no bot left to restart"))
+                self.redeploying = None
+                self.redeploy_queue.clear()
+                return
+            else:
+                return
+            if not self.redeploy_queue:
+                self.printer.notice("redeploy done")
+        while self.redeploy_queue:
+            proc = self.processes[self.redeploy_queue.popleft()]
+            if proc.state in (ProcessState.STARTING, ProcessState.RUNNING):
+                proc.restart(now)
+                self.redeploying, self._redeploy_deadline = proc.index, now + REDEPLOY_TIMEOUT
+                return
+
     def stop_all(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         self.stopping = True
+        self.redeploy_queue.clear()
+        self.redeploying = None
         for proc in self.processes.values():
             proc.stop(now)
 
@@ -291,6 +356,9 @@ class FleetManager:
         name = signal.Signals(signum).name
         if signum == signal.SIGUSR1:
             self.print_status(self.clock())
+        elif signum == signal.SIGHUP and not self.stopping:
+            self.printer.notice("SIGHUP received: redeploying")
+            self.redeploy()
         elif not self.stopping:
             self.printer.notice(f"{name} received: stopping all bots (SIGKILL after {self.config.stopwaitsecs:g} s)")
             self.stop_all()
@@ -530,7 +598,7 @@ class SubprocessSpawner:
 
 EPILOG = """\
 exit codes:
-  0   stopped by SIGTERM/SIGINT/SIGHUP, or every bot exited 0; --check: everything OK
+  0   stopped by SIGTERM/SIGINT, or every bot exited 0; --check: everything OK
   1   every bot ended (FATAL or crashed) and not all on 0/78; --check: a check failed
   2   usage error (for example a bad --bots value)
   78  configuration error: no BOT_TOKEN_n set, a selected bot has no token, or the bots exited 78
@@ -539,11 +607,19 @@ tokens: each bot's child gets its own token only (BOT_TOKEN_n, or BOT_TOKEN_FILE
 token found in BOT_TOKEN_DIR) and FLEET_BOT_IDS="1:<user id>,2:<user id>,..." (the fleet's user ids, decoded
 here from the tokens or taken from BOT_CLIENT_ID_n), so it can point users to a free sibling.
 
-signals: SIGTERM, SIGINT or SIGHUP stop every bot (SIGTERM to its process group, SIGKILL after
---stopwaitsecs); a second SIGINT kills them at once. SIGUSR1 prints the status table.
-A bot exiting 78 (configuration error) is never restarted, nor one exiting 0 once RUNNING; other
-exits restart after 1, 2, 4 ... s (capped by --backoff-cap). The failure count resets after 60 s of
-RUNNING; --startretries+1 consecutive failures before that -> FATAL for that bot only.
+signals: SIGTERM or SIGINT stop every bot (SIGTERM to its process group, SIGKILL after
+--stopwaitsecs); a second SIGINT kills them at once. SIGUSR1 prints the status table (USS: what a bot
+alone costs; PSS: its share of pages shared with its siblings). SIGHUP redeploys: a fresh fork server
+(with --spawn fork), then every bot restarted in turn, the next one once the previous one logs
+"ready as" again; a bot that does not come back halts the redeploy.
+A bot exiting 78 (configuration error) is never restarted, nor one exiting 0 once RUNNING; a bot
+that crashes while RUNNING is restarted at once, repeated failures after 1, 2, 4 ... s (capped by
+--backoff-cap). The failure count resets after 60 s of RUNNING; --startretries+1 consecutive
+failures before that -> FATAL for that bot only.
+
+--spawn fork (default) forks each bot from fork_server.py, which has imported discord.py, wavelink
+and the cogs once; if it dies, the next start runs a new one, and a bot is exec'd when none starts.
+--spawn exec starts `python bot.py --bot n` per bot, as supervisord does.
 """
 
 

@@ -204,3 +204,36 @@ async def test_a_killed_fork_server_costs_no_bot_and_is_replaced_for_the_next_fo
     answer = await scene.cmd(2, "bob", "queue")
     assert answer.content is not None
     assert "server-gone" in scene.player(3)["identifier"]  # bot 3 played on throughout
+
+
+async def test_sighup_redeploys_with_a_fresh_fork_server_one_bot_at_a_time_keeping_the_queue(fleet, scene):
+    await scene.join("alice", "Lounge")
+    answer = await scene.cmd(1, "alice", "play", query=track_url("deploy-now"))
+    assert answer.content.startswith("Now playing"), answer.content
+    for slug in ("deploy-next-1", "deploy-next-2"):
+        assert (await scene.cmd(1, "alice", "play", query=track_url(slug))).content.startswith("Queued")
+    await scene.wait_player(1, lambda p: p["identifier"] and "deploy-now" in p["identifier"] and p["position"] > 0)
+    bots = fleet.bot_pids()
+    identifies = {n: fleet.discord.gateway_stats(fleet.apps[n - 1])["identifies"] for n in (1, 2, 3)}
+    servers = len(fleet.server_pids())
+    mark = len(fleet.manager.lines)
+
+    fleet.manager.send_signal(signal.SIGHUP)
+    await fleet.manager.wait_for_line(r"\] .*redeploy done$", 90)
+    lines = fleet.manager.lines[mark:]
+    assert len(fleet.server_pids()) == servers + 1  # a fresh server, started before any bot was restarted
+    first_stop = next(i for i, line in enumerate(lines) if "-> STOPPING" in line)
+    assert any("fork server started" in line for line in lines[:first_stop])
+    for n in (2, 3):  # bot n is stopped only after bot n-1 answers again
+        answered = next(i for i, line in enumerate(lines) if f"redeploy: Bot {n - 1} answers again" in line)
+        stopped = next(i for i, line in enumerate(lines) if f"Bot {n}: RUNNING -> STOPPING" in line)
+        assert answered < stopped, "\n".join(lines)
+    assert "Bot 1: STOPPING -> STOPPED (exit 0" in "\n".join(lines)  # a clean stop: its snapshot was written
+    assert set(fleet.bot_pids()) == {1, 2, 3} and not set(fleet.bot_pids().values()) & set(bots.values())
+    for n in (1, 2, 3):
+        assert fleet.discord.gateway_stats(fleet.apps[n - 1])["identifies"] == identifies[n] + 1
+
+    # Bot 1's listeners heard a gap, not a loss: the same song again, the same queue behind it.
+    await scene.wait_player(1, lambda p: p["identifier"] and "deploy-now" in p["identifier"], timeout=20)
+    queued = queue_titles((await scene.cmd(1, "alice", "queue")).embeds[0])
+    assert queued == ["Deploy Next 1", "Deploy Next 2"], queued

@@ -43,6 +43,8 @@ class FakeSpawn:
 
     def __init__(self) -> None:
         self.children: dict[int, list[FakeChild]] = {}
+        self.outputs: dict[int, object] = {}  # index -> the output callback of its latest start
+        self.server_restarts = 0
         self.fail = False
         self._pid = 1000
 
@@ -52,8 +54,16 @@ class FakeSpawn:
         self._pid += 1
         child = FakeChild(self._pid)
         self.children.setdefault(index, []).append(child)
+        self.outputs[index] = on_line
         on_line(f"bot {index} says hi")
         return child
+
+    def restart_server(self) -> None:  # as utils/fork_spawn.ForkServerSpawner on a redeploy
+        self.server_restarts += 1
+
+    def answer(self, index: int) -> None:
+        """The latest start of bot `index` logs that it is ready (bot.py's on_ready line)."""
+        self.outputs[index](f"[Bot {index}] 2026-01-01 00:00:00 INFO    bot: ready as Music {index} (id 1) in 1 guild(s)")
 
     def last(self, index: int) -> FakeChild:
         return self.children[index][-1]
@@ -628,3 +638,63 @@ def test_first_crash_while_starting_still_backs_off(fleet, clock, spawn):
     manager.tick()
     crash(manager, clock, spawn)
     assert manager.processes[1].state is S.BACKOFF and manager.processes[1].delay - clock.now == 1
+
+
+# --- redeploy (SIGHUP) -----------------------------------------------------------------------------------
+
+
+def redeploying_fleet(fleet, clock, spawn, count=3):
+    manager = fleet(tuple(range(1, count + 1)))
+    manager.tick()
+    advance(manager, clock, CONFIG.startsecs)
+    for n in manager.processes:
+        spawn.answer(n)
+    old = {n: spawn.last(n) for n in manager.processes}
+    manager.handle_signal(signal.SIGHUP)
+    manager.tick()
+    return manager, old
+
+
+def test_sighup_restarts_bots_one_at_a_time_each_after_the_previous_answers(fleet, clock, spawn, printer):
+    manager, old = redeploying_fleet(fleet, clock, spawn)
+    assert spawn.server_restarts == 1  # a fresh fork server first: the new code
+    assert "redeploy: restarting Bot 1, Bot 2, Bot 3 one at a time" in printer.notices
+    assert old[1].signals == [signal.SIGTERM] and old[2].signals == old[3].signals == []
+    old[1].status = 0
+    manager.tick()
+    assert manager.processes[1].state is S.STARTING and spawn.last(1) is not old[1]
+    advance(manager, clock, 30)  # up, but not answering yet: the next bot waits
+    assert old[2].signals == [] and manager.processes[2].state is S.RUNNING
+    spawn.answer(1)
+    manager.tick()
+    assert "redeploy: Bot 1 answers again" in printer.notices and old[2].signals == [signal.SIGTERM]
+    assert old[3].signals == []
+    for n in (2, 3):
+        old[n].status = 0
+        manager.tick()
+        spawn.answer(n)
+        manager.tick()
+    assert printer.notices[-1] == "redeploy done"
+    assert all(p.state is S.STARTING or p.state is S.RUNNING for p in manager.processes.values())
+    assert [len(spawn.children[n]) for n in (1, 2, 3)] == [2, 2, 2] and not manager.stopping
+
+
+def test_redeploy_halts_when_a_restarted_bot_does_not_come_back(fleet, clock, spawn, printer):
+    manager, old = redeploying_fleet(fleet, clock, spawn)
+    old[1].status = 0
+    manager.tick()
+    spawn.last(1).status = 78  # the new code cannot read its configuration
+    manager.tick()
+    assert manager.processes[1].state is S.FATAL
+    assert printer.notices[-1] == "redeploy halted: Bot 1 did not answer again (FATAL); Bot 2, Bot 3 keep running the old code"
+    advance(manager, clock, 200)
+    assert old[2].signals == old[3].signals == [] and manager.processes[2].state is S.RUNNING
+
+
+def test_sigterm_during_redeploy_stops_everything(fleet, clock, spawn, printer):
+    manager, old = redeploying_fleet(fleet, clock, spawn)
+    manager.handle_signal(signal.SIGTERM)
+    for n in (1, 2, 3):
+        old[n].status = 0
+    manager.tick()
+    assert manager.finished and manager.exit_code == 0
