@@ -71,6 +71,28 @@ def set_process_name(name: str) -> None:
         pass
 
 
+def set_command_line(args: list[str]) -> None:
+    """Show `args` as this process's command line (ps, top -c, psutil), as setproctitle(3) does.
+
+    A forked bot's argv is the fork server's; operators and tools look for `bot.py --bot n`. The argv area
+    is rewritten in place (through /proc/self/mem, the process's own memory) with the new text, a NUL and
+    non-NUL padding: the kernel then reports the text up to that NUL. Best effort: on failure, the name
+    set by set_process_name still tells the bots apart.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            raw = stat.read()
+        fields = raw[raw.rindex(b")") + 2:].split()  # fields[0] is field 3 of proc(5)
+        start, end = int(fields[48 - 3]), int(fields[49 - 3])  # arg_start, arg_end
+        size = end - start
+        text = " ".join(args).encode()[:max(0, size - 2)]
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            mem.write(text + b"\0" + b" " * (size - len(text) - 1))
+    except (OSError, ValueError, IndexError):
+        pass
+
+
 def _die_with_manager(manager_pid: int) -> None:
     """SIGKILL this server when the manager dies (its bots get SIGTERM from their own PDEATHSIG)."""
     try:
@@ -123,7 +145,8 @@ def run_child(argv: list[str], cwd: str, env_fd: int, out_fd: int, script: Path)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     random.seed()  # the interpreter reseeds `random` at fork too; this also covers a reseed-less fork
     sys.argv = [str(script), *argv]
-    set_process_name(" ".join([script.name, *argv]))  # "bot.py --bot 3": its command line is the server's
+    set_process_name(" ".join([script.name, *argv]))  # "bot.py --bot 3", in ps -o comm and top
+    set_command_line([sys.executable, str(script), *argv])  # and its command line, as if exec'd
     try:
         if script == Path(sys.modules["bot"].__file__).resolve():
             return sys.modules["bot"].main(argv)

@@ -116,7 +116,8 @@ async def test_forked_bots_are_separate_processes_with_their_own_sessions_and_ra
     for n, pid in pids.items():
         bot = psutil.Process(pid)
         assert bot.ppid() == fleet.manager.pid  # the manager's own child (subreaper), not the server's
-        assert "fork_server.py" in " ".join(bot.cmdline()) and pid != server  # forked, not exec'd
+        assert bot.name() == f"bot.py --bot {n}" and pid != server  # forked (an exec'd bot is named python...)
+        assert bot.cmdline()[-3:] == [str(ROOT / "bot.py"), "--bot", str(n)]  # ps shows which bot it is
         initial_env = bot.environ()  # the block it started with: the fork server's, which holds no token
         assert not any(k.startswith("BOT_TOKEN") for k in initial_env), sorted(initial_env)
         assert f"[Bot {n}] " in fleet.manager.output  # its output reached the manager through its own pipe
