@@ -129,12 +129,13 @@ class ManagerRun:
         self.proc.wait(5)
 
 
-@pytest.fixture
-def manager(tmp_path):
+@pytest.fixture(params=["fork", "exec"])
+def manager(tmp_path, request):
+    """Every test runs under both spawn modes: forked bots are supervised exactly as exec'd ones."""
     runs: list[ManagerRun] = []
 
     def start(modes: dict[int, str], *args: str, env: dict[str, str] | None = None) -> ManagerRun:
-        run = ManagerRun(tmp_path, modes, *args, env=env)
+        run = ManagerRun(tmp_path, modes, "--spawn", request.param, *args, env=env)
         runs.append(run)
         return run
 
