@@ -201,11 +201,15 @@ def fork_bot(request: dict, fds: list[int], server: socket.socket, script: Path)
 
 
 def _finish(code: int) -> None:
-    """End a forked bot: flush what it wrote, then leave without running the fork server's exit code."""
-    import logging
+    """End a forked bot as the interpreter ends an exec'd one (join its non-daemon threads, run its atexit
+    callbacks, flush), then os._exit: the fork server's own frames below must never run in a child."""
+    import atexit
 
     try:
-        logging.shutdown()
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
+        atexit._run_exitfuncs()  # logging.shutdown() among them
         sys.stdout.flush()
         sys.stderr.flush()
     finally:

@@ -31,6 +31,7 @@ PR_SET_CHILD_SUBREAPER = 36
 READY_TIMEOUT = 60.0  # preloading takes ~0.3 s alone, seconds on a busy machine
 REPLY_TIMEOUT = 15.0
 MAX_MESSAGE = 1 << 16
+UNKNOWN_STATUS = 255  # exit status of a bot whose status could not be read: a crash, restarted
 
 
 class Child(Protocol):
@@ -77,9 +78,9 @@ class ForkChild:
         try:  # peek without reaping: while a zombie, its process group id stays ours
             if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
                 return None
-        except ChildProcessError:
-            self.returncode = -1 if self.returncode is None else self.returncode
-            return self.returncode  # not our child (no subreaper?): its status is lost
+        except ChildProcessError:  # reaped elsewhere: its status is lost (never expected with the subreaper)
+            self.returncode = UNKNOWN_STATUS
+            return self.returncode
         self._killpg(signal.SIGKILL)  # killasgroup: nothing the bot started outlives it
         if not self._eof.is_set():  # print its last lines before its exit is reported
             self._exited_at = self._exited_at or time.monotonic()
@@ -259,6 +260,25 @@ class ForkServerSpawner:
                     self.notify(f"fork server: Bot {index} not forked ({exc})"
                                 + ("; retrying with a new server" if attempt == 1 else "; exec'ing it instead"))
         return self.fallback(index, on_line)
+
+    def reap_orphans(self, known: set[int]) -> None:
+        """Reap exited processes that became ours only as the subreaper (say, something a bot started, or a
+        half-done fork of a dying server), so they do not stay zombies; `known` children are left alone."""
+        if not self.subreaper:
+            return
+        if self.server is not None:
+            known = known | {self.server.pid}
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid in known:
+                return  # the first exited child is one we supervise: its owner reaps it
+            try:
+                os.waitpid(info.si_pid, os.WNOHANG)
+            except ChildProcessError:
+                return
 
     def close(self) -> None:
         if self.server is not None:

@@ -71,3 +71,45 @@ def test_process_manager_side_imports_no_discord(name):
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+ORPHANS = r'''
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+from utils import fork_spawn
+
+spawner = fork_spawn.ForkServerSpawner(None, notify=print)
+assert spawner.subreaper
+r, w = os.pipe()
+middle = os.fork()
+if middle == 0:  # leaves an orphan behind, as a bot's own child or a half-done fork would
+    orphan = os.fork()
+    if orphan == 0:
+        os._exit(0)
+    os.write(w, str(orphan).encode())
+    os._exit(0)
+os.close(w)
+orphan = int(os.read(r, 32))
+os.waitpid(middle, 0)
+known = os.fork()
+if known == 0:
+    os._exit(3)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:  # both exited: zombies of this process (the subreaper)
+    states = [open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] for pid in (orphan, known)]
+    if states == ["Z", "Z"]:
+        break
+    time.sleep(0.01)
+spawner.reap_orphans({known})  # the orphan (re-parented first, so first in line) goes; the known child stays
+print("orphan left" if os.path.exists(f"/proc/{orphan}") else "orphan reaped")
+assert os.waitpid(known, 0)[1] >> 8 == 3  # its owner reaps it, status intact
+'''
+
+
+def test_orphans_of_the_subreaper_are_reaped_and_known_children_are_not():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", ORPHANS], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "orphan reaped"
