@@ -93,7 +93,10 @@ async def run(opts: Options) -> Result:
     for r in (ex, fk):
         table.append(f"| {r['mode']} | {r['pss_sum']} | {r['total_pss']} | {r['uss_mean']} / {r['uss_max']} | "
                      f"{r['rss_sum']} | {r['ready_s']:.2f} | {r['kill_ready_s']:.2f} | {r['answer_s']:.2f} |")
-    met = (fk["pss_sum"] <= TARGET_PSS_MB and fk["uss_max"] <= TARGET_USS_MB and fk["answer_s"] <= TARGET_ANSWER_S)
+    parts = {"fleet PSS": fk["pss_sum"] <= TARGET_PSS_MB, "USS per bot": fk["uss_max"] <= TARGET_USS_MB,
+             "answers again": fk["answer_s"] <= TARGET_ANSWER_S}
+    met = all(parts.values())
+    status = None if met or not any(parts.values()) else "partly: " + ", ".join(k for k, ok in parts.items() if ok) + " met"
     headline = (f"{count} bots: fleet PSS {fk['pss_sum']:.0f} MB forked vs {ex['pss_sum']:.0f} MB exec'd "
                 f"({fk['total_pss']:.0f} vs {ex['total_pss']:.0f} MB with fork server and manager); USS per bot "
                 f"{fk['uss_mean']} MB vs {ex['uss_mean']} MB; SIGKILL -> /ping answered {fk['answer_s']:.2f} s vs "
@@ -106,6 +109,11 @@ async def run(opts: Options) -> Result:
         f"{ex['restarted']['uss'] if ex['restarted'] else '-'} MB exec'd.",
         f"Targets (forked): fleet PSS <= {TARGET_PSS_MB:g} MB, per-bot USS after READY <= {TARGET_USS_MB:g} MB, "
         f"SIGKILL -> answers again <= {TARGET_ANSWER_S:g} s.",
+        "Where a forked bot's private memory goes (README, 'Fork or exec'): an idle fork is ~1.3 MB USS; the bot "
+        "itself allocates ~3 MB after the fork (loop, HTTP session, gateway state, cogs); the rest is copy-on-write: "
+        "CPython 3.11 writes to every object it touches (reference counts) and to the code it runs (the specialising "
+        "interpreter), which un-shares those pages; gc.freeze() only stops the collector's own writes.",
     ]
     return Result(NAME, TITLE, headline, f"{count} bots PSS <= {TARGET_PSS_MB:g} MB, USS <= {TARGET_USS_MB:g} MB/bot, "
-                  f"answers again <= {TARGET_ANSWER_S:g} s after SIGKILL", met, {"runs": runs, "tables": [table]}, notes)
+                  f"answers again <= {TARGET_ANSWER_S:g} s after SIGKILL", met, {"runs": runs, "tables": [table]}, notes,
+                  status=status)
