@@ -37,6 +37,10 @@ from utils.replies import report_error
 from utils.request_budget import FailureBudget
 
 log = logging.getLogger("bot")
+# "ready as ..." is logged even under LOG_LEVEL=WARNING: process_manager.py's redeploy (SIGHUP) waits for
+# this line before it restarts the next bot (process_manager.READY_LINE).
+ready_log = logging.getLogger("bot.ready")
+ready_log.setLevel(logging.INFO)
 
 # Close codes after which Discord will not let this token in without an operator fixing something.
 _FATAL_CLOSE_CODES = {
@@ -95,7 +99,7 @@ class MusicBot(commands.Bot):
 
     async def on_ready(self) -> None:
         assert self.user is not None
-        log.info("ready as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds))
+        ready_log.info("ready as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds))
 
     async def on_resumed(self) -> None:
         log.info("gateway session resumed")

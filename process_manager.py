@@ -41,9 +41,9 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_SPAWN = "fork"
 POLL_INTERVAL = 0.1  # seconds between ticks of the run loop
 EOF_GRACE = 1.0  # after a child exits, wait this long at most for the rest of its output
-# The line a bot logs once it holds its gateway session (bot.py's on_ready; Lavalink is ready before it):
-# from then on it answers slash commands. A redeploy (SIGHUP) restarts the next bot only after it.
-READY_LINE = re.compile(r"\bbot: ready as ")
+# The line a bot logs once it holds its gateway session (bot.py's on_ready, at any LOG_LEVEL; Lavalink is
+# ready before it): from then on it answers slash commands. A redeploy (SIGHUP) restarts the next bot after it.
+READY_LINE = re.compile(r" bot\.ready: ready as ")
 REDEPLOY_TIMEOUT = 120.0  # a restarted bot not answering within this halts a redeploy
 
 
@@ -614,7 +614,7 @@ signals: SIGTERM or SIGINT stop every bot (SIGTERM to its process group, SIGKILL
 --stopwaitsecs); a second SIGINT kills them at once. SIGUSR1 prints the status table (USS: what a bot
 alone costs; PSS: its share of pages shared with its siblings). SIGHUP redeploys: a fresh fork server
 (with --spawn fork), then every bot restarted in turn, the next one once the previous one logs
-"ready as" again; a bot that does not come back halts the redeploy.
+"ready as" again (logged at any LOG_LEVEL); a bot that does not come back halts the redeploy.
 A bot exiting 78 (configuration error) is never restarted, nor one exiting 0 once RUNNING; a bot
 that crashes while RUNNING is restarted at once, repeated failures after 1, 2, 4 ... s (capped by
 --backoff-cap). The failure count resets after 60 s of RUNNING; --startretries+1 consecutive

@@ -63,7 +63,7 @@ class FakeSpawn:
 
     def answer(self, index: int) -> None:
         """The latest start of bot `index` logs that it is ready (bot.py's on_ready line)."""
-        self.outputs[index](f"[Bot {index}] 2026-01-01 00:00:00 INFO    bot: ready as Music {index} (id 1) in 1 guild(s)")
+        self.outputs[index](f"[Bot {index}] 2026-01-01 00:00:00 INFO    bot.ready: ready as Music {index} (id 1) in 1 guild(s)")
 
     def last(self, index: int) -> FakeChild:
         return self.children[index][-1]
@@ -698,3 +698,19 @@ def test_sigterm_during_redeploy_stops_everything(fleet, clock, spawn, printer):
         old[n].status = 0
     manager.tick()
     assert manager.finished and manager.exit_code == 0
+
+
+def test_the_ready_line_the_redeploy_waits_for_is_logged_even_under_log_level_warning(capsys):
+    import logging
+
+    import bot
+    from utils.log import setup_logging
+
+    try:
+        setup_logging(4, "WARNING")
+        logging.getLogger("bot").info("an ordinary info line")  # LOG_LEVEL=WARNING hides these ...
+        bot.ready_log.info("ready as %s (id %s) in %d guild(s)", "Music 4", 44, 1)  # ... but not this one
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        logging.getLogger().handlers.clear()
+    assert len(lines) == 1 and pm.READY_LINE.search(lines[0]) and lines[0].startswith("[Bot 4] "), lines
