@@ -283,9 +283,9 @@ class FleetManager:
         now = self.clock() if now is None else now
         for proc in self.processes.values():
             proc.transition(now)
-        reap = getattr(self._spawner, "reap_orphans", None)
-        if reap is not None:
-            reap({p.pid for p in self.processes.values() if p.pid is not None})
+        maintain = getattr(self._spawner, "maintain", None)  # the fork server's upkeep (utils/fork_spawn.py)
+        if maintain is not None and not self.stopping:
+            maintain({p.pid for p in self.processes.values() if p.pid is not None})
         if not self.stopping:
             self._redeploy_step(now)
             for proc in self.processes.values():

@@ -31,6 +31,7 @@ PR_SET_CHILD_SUBREAPER = 36
 READY_TIMEOUT = 60.0  # preloading takes ~0.3 s alone, seconds on a busy machine
 REPLY_TIMEOUT = 15.0
 MAX_MESSAGE = 1 << 16
+SERVER_RETRY = 30.0  # after a fork server failed to start, wait this long before the next eager attempt
 UNKNOWN_STATUS = 255  # exit status of a bot whose status could not be read: a crash, restarted
 
 
@@ -101,6 +102,15 @@ class ForkChild:
             pass
         except PermissionError:
             os.kill(self.pid, sig)
+
+
+def describe_status(code: int | None) -> str:
+    if code is None:
+        return "socket closed"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
 
 
 class ForkServerError(OSError):
@@ -206,6 +216,8 @@ class ForkServerSpawner:
         self.fallback = fallback  # a SubprocessSpawner: command(), environment(), cwd, python, script
         self.notify, self.eof_grace = notify, eof_grace
         self.server: ForkServer | None = None
+        self.wanted = False  # a server should be running: set by restart_server, cleared by close
+        self._retry_at = 0.0
         self.subreaper = become_subreaper()
         if not self.subreaper:
             self.notify("cannot become a child subreaper (PR_SET_CHILD_SUBREAPER): bots will be exec'd")
@@ -229,8 +241,8 @@ class ForkServerSpawner:
     def _ensure_server(self) -> ForkServer:
         if self.server is not None and not self.server.alive():
             code = self.server.popen.poll()
-            self.notify(f"fork server (pid {self.server.pid}) is gone ({'exit ' + str(code) if code is not None else 'socket closed'}); "
-                        "starting a new one")
+            how = f"exit {code}" if code is not None and code >= 0 else describe_status(code)
+            self.notify(f"fork server (pid {self.server.pid}) is gone ({how}); starting a new one")
             self.server.close()
             self.server = None
         if self.server is None:
@@ -239,7 +251,7 @@ class ForkServerSpawner:
 
     def restart_server(self) -> None:
         """A fresh server with the code as it is on disk now (deploys); running bots are not touched."""
-        old, self.server = self.server, None
+        old, self.server, self.wanted = self.server, None, True
         if old is not None:
             old.close()
         try:
@@ -261,6 +273,21 @@ class ForkServerSpawner:
                                 + ("; retrying with a new server" if attempt == 1 else "; exec'ing it instead"))
         return self.fallback(index, on_line)
 
+    def maintain(self, known: set[int], now: float | None = None) -> None:
+        """Called on every tick of the manager: replace a dead fork server at once (so the next restart of a
+        bot costs a fork, not a preload), and reap orphans. A server that fails to start is retried after
+        SERVER_RETRY seconds; meanwhile each start tries once more and execs the bot if that fails."""
+        now = time.monotonic() if now is None else now
+        dead = self.server is None or not self.server.alive()
+        if self.subreaper and self.wanted and dead and now >= self._retry_at:
+            try:
+                self._ensure_server()
+            except OSError as exc:
+                self.server = None
+                self._retry_at = now + SERVER_RETRY
+                self.notify(f"could not start a fork server ({exc}); retrying in {SERVER_RETRY:g} s")
+        self.reap_orphans(known)
+
     def reap_orphans(self, known: set[int]) -> None:
         """Reap exited processes that became ours only as the subreaper (say, something a bot started, or a
         half-done fork of a dying server), so they do not stay zombies; `known` children are left alone."""
@@ -281,6 +308,7 @@ class ForkServerSpawner:
                 return
 
     def close(self) -> None:
+        self.wanted = False
         if self.server is not None:
             self.server.close()
             self.server = None

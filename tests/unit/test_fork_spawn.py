@@ -113,3 +113,23 @@ def test_orphans_of_the_subreaper_are_reaped_and_known_children_are_not():
     out = subprocess.run([sys.executable, "-c", ORPHANS], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "orphan reaped"
+
+
+def test_a_dead_server_is_replaced_on_the_next_tick_and_a_failing_start_is_not_retried_every_tick(monkeypatch):
+    monkeypatch.setattr(fork_spawn, "become_subreaper", lambda: True)
+    monkeypatch.setattr(fork_spawn.ForkServerSpawner, "reap_orphans", lambda self, known: None)
+    notices: list[str] = []
+    spawner = fork_spawn.ForkServerSpawner(FakeExec("/nonexistent/python3"), notify=notices.append)
+    spawner.maintain(set(), now=0.0)
+    assert notices == []  # no server wanted yet: main() asks for the first one
+    spawner.restart_server()
+    notices.clear()
+    spawner.maintain(set(), now=100.0)
+    assert len(notices) == 1 and notices[0].endswith(f"retrying in {fork_spawn.SERVER_RETRY:g} s")
+    spawner.maintain(set(), now=100.0 + fork_spawn.SERVER_RETRY - 1)
+    assert len(notices) == 1  # not once per tick
+    spawner.maintain(set(), now=100.0 + fork_spawn.SERVER_RETRY)
+    assert len(notices) == 2
+    spawner.close()
+    spawner.maintain(set(), now=1000.0)
+    assert len(notices) == 2  # a closed spawner starts nothing
