@@ -621,7 +621,8 @@ that crashes while RUNNING is restarted at once, repeated failures after 1, 2, 4
 failures before that -> FATAL for that bot only.
 
 --spawn fork (default) forks each bot from fork_server.py, which has imported discord.py, wavelink
-and the cogs once; if it dies, the next start runs a new one, and a bot is exec'd when none starts.
+and the cogs once; if it dies, the manager starts a new one at once (its bots are not its children
+and run on), and a bot is exec'd when no fork server will start.
 --spawn exec starts `python bot.py --bot n` per bot, as supervisord does.
 """
 
