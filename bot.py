@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -91,7 +92,11 @@ class MusicBot(commands.Bot):
         self.lavalink = NodeLink(self, self.settings.lavalink_nodes, self.settings.bot_state_dir)
         for extension in EXTENSIONS:
             try:
-                await self.load_extension(extension)
+                # Not self.load_extension(): discord.py runs an extension's module afresh from its file on every
+                # load (Bot._load_from_module_spec), so a bot forked from fork_server.py, which imported every cog
+                # module already, would build a private copy of each (~3 MB per bot). The imported module's
+                # setup() registers the same cogs; close() still removes them all (Bot.close removes every cog).
+                await importlib.import_module(extension).setup(self)
             except Exception:
                 log.exception("failed to load extension %s", extension)
         self.lavalink.start()  # after the cogs: their node-ready listeners must be there

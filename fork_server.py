@@ -45,6 +45,7 @@ def preload() -> None:
     """Import everything a bot imports, then freeze the heap: children share these pages copy-on-write."""
     import aiohttp  # noqa: F401
     import discord  # noqa: F401
+    import dotenv  # noqa: F401  (each bot reads .env: utils/token_env.py imports it lazily)
     import wavelink  # noqa: F401
 
     import bot  # noqa: F401  (its module body defines MusicBot; `__main__` code does not run)
