@@ -109,10 +109,9 @@ async def run(opts: Options) -> Result:
         f"{ex['restarted']['uss'] if ex['restarted'] else '-'} MB exec'd.",
         f"Targets (forked): fleet PSS <= {TARGET_PSS_MB:g} MB, per-bot USS after READY <= {TARGET_USS_MB:g} MB, "
         f"SIGKILL -> answers again <= {TARGET_ANSWER_S:g} s.",
-        "Where a forked bot's private memory goes (README, 'Fork or exec'): an idle fork is ~1.3 MB USS; the bot "
-        "itself allocates ~3 MB after the fork (loop, HTTP session, gateway state, cogs); the rest is copy-on-write: "
-        "CPython 3.11 writes to every object it touches (reference counts) and to the code it runs (the specialising "
-        "interpreter), which un-shares those pages; gc.freeze() only stops the collector's own writes.",
+        "Where a forked bot's private memory goes: see benchmarks/RESULTS.md ('Fork server vs exec'); most of it "
+        "is copy-on-write: CPython 3.11 writes to every object it touches (reference counts) and to the code it "
+        "runs (the specialising interpreter), which un-shares those pages; gc.freeze() only stops the collector's.",
     ]
     return Result(NAME, TITLE, headline, f"{count} bots PSS <= {TARGET_PSS_MB:g} MB, USS <= {TARGET_USS_MB:g} MB/bot, "
                   f"answers again <= {TARGET_ANSWER_S:g} s after SIGKILL", met, {"runs": runs, "tables": [table]}, notes,
