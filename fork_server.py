@@ -173,18 +173,23 @@ def fork_bot(request: dict, fds: list[int], server: socket.socket, script: Path)
             middle_self = os.getpid()
             sync_r, sync_w = os.pipe()
             pid = os.fork()
-            if pid == 0:
-                os.close(sync_r)
-                os.close(ready_w)
-                server.close()
-                os.setsid()  # its own session and process group: the manager signals the group
-                os.write(sync_w, b"1")
-                os.close(sync_w)
-                deadline = time.monotonic() + 5
-                while os.getppid() == middle_self and time.monotonic() < deadline:
-                    time.sleep(0.001)  # until re-parented to the manager (its PDEATHSIG must name the manager)
-                code = run_child(request["argv"], request["cwd"], env_fd, out_fd, script)
-                _finish(code)
+            if pid == 0:  # the bot: whatever happens, it ends in _finish, never back in this server's code
+                code = 1
+                try:
+                    os.close(sync_r)
+                    os.close(ready_w)
+                    server.close()
+                    os.setsid()  # its own session and process group: the manager signals the group
+                    os.write(sync_w, b"1")
+                    os.close(sync_w)
+                    deadline = time.monotonic() + 5
+                    while os.getppid() == middle_self and time.monotonic() < deadline:
+                        time.sleep(0.001)  # until re-parented to the manager (PDEATHSIG must name the manager)
+                    code = run_child(request["argv"], request["cwd"], env_fd, out_fd, script)
+                except BaseException:
+                    traceback.print_exc()
+                finally:
+                    _finish(code)
             os.close(sync_w)
             os.read(sync_r, 1)
             os.write(ready_w, str(pid).encode())
