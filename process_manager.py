@@ -1,13 +1,15 @@
-"""Run the fleet for development and small deployments: one `bot.py --bot n` child per BOT_TOKEN_n.
+"""Run the fleet: one `bot.py --bot n` process per BOT_TOKEN_n, forked from a preloaded fork server or exec'd.
 
 The manager mirrors supervisord's process state machine (STOPPED, STARTING, RUNNING, BACKOFF, STOPPING,
 EXITED, FATAL), prefixes every child line with `[Bot n]`, prints a status table, and stops the fleet
-gracefully on SIGTERM/SIGINT. It imports no discord/wavelink code: every megabyte held here is paid once
-more next to N bots. `supervisord.conf` is the production front-end for the same contract.
+gracefully on SIGTERM/SIGINT, redeploys one bot at a time on SIGHUP. It imports no discord/wavelink code:
+every megabyte held here is paid once more next to N bots. `supervisord.conf` runs the same contract
+with one exec'd interpreter per bot.
 
 Shape (honcho style): `BotProcess` (one child's life and state), `FleetManager` (owns the processes,
 the signals and `tick(now)`), `Printer` (prefixes and colours). How a child is started sits behind one
-seam, the `spawn` callable (`SubprocessSpawner` today; a fork server could replace it).
+seam, the `spawn` callable: `SubprocessSpawner` (--spawn exec) or utils/fork_spawn.py's
+`ForkServerSpawner` (--spawn fork: bots forked from fork_server.py, reaped here as their subreaper).
 Shared with register_commands.py: the `--bots` selection (utils/selection.py). `--check` lives in
 utils/fleet_check.py and is imported only when asked for (urllib + ssl would add ~7 MB to every run).
 """
@@ -403,7 +405,13 @@ class FleetManager:
         return rows
 
     def print_status(self, now: float) -> None:
-        self.printer.block(format_status_table(self.status_rows(now)))
+        rows = self.status_rows(now)
+        server = getattr(getattr(self._spawner, "server", None), "pid", None)  # --spawn fork
+        if server is not None:
+            mem = self.memory(server)  # what the bots share: counted once, here
+            uss, pss = (f"{m / 2**20:.1f} MB" for m in mem) if mem is not None else ("-", "-")
+            rows.append(("fork server", "-", str(server), "-", "-", uss, pss, "-"))
+        self.printer.block(format_status_table(rows))
 
     def run(self) -> int:
         """The real loop: install signal handlers, tick until finished, never leave a child behind."""

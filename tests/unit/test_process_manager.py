@@ -714,3 +714,14 @@ def test_the_ready_line_the_redeploy_waits_for_is_logged_even_under_log_level_wa
     finally:
         logging.getLogger().handlers.clear()
     assert len(lines) == 1 and pm.READY_LINE.search(lines[0]) and lines[0].startswith("[Bot 4] "), lines
+
+
+def test_status_table_shows_the_fork_server_beside_the_bots(fleet, clock, spawn, printer):
+    spawn.server = type("Server", (), {"pid": 4242})()  # as utils/fork_spawn.ForkServerSpawner holds it
+    manager = fleet((1,))
+    manager.memory = lambda pid: (3 * 2**20, 9 * 2**20) if pid == 4242 else (12 * 2**20, 15 * 2**20)
+    manager.tick()
+    manager.handle_signal(signal.SIGUSR1)
+    header, bot, server = printer.blocks[0]
+    assert bot.split()[:2] == ["Bot", "1"] and bot.split()[6:10] == ["12.0", "MB", "15.0", "MB"]
+    assert server.split() == ["fork", "server", "-", "4242", "-", "-", "3.0", "MB", "9.0", "MB", "-"]
