@@ -262,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     preload()
-    sock.sendall(json.dumps({"ready": True, "pid": os.getpid(),
-                             "preload_s": round(time.monotonic() - started, 3)}).encode())
+    modules = sorted(m for m in sys.modules if m.split(".")[0] in ("discord", "wavelink", "aiohttp", "bot", "commands"))
+    sock.sendall(json.dumps({"ready": True, "pid": os.getpid(), "preload_s": round(time.monotonic() - started, 3),
+                             "modules": modules}).encode())
     serve(sock, args.script.resolve())
     return 0
 

@@ -133,3 +133,28 @@ def test_a_dead_server_is_replaced_on_the_next_tick_and_a_failing_start_is_not_r
     spawner.close()
     spawner.maintain(set(), now=1000.0)
     assert len(notices) == 2  # a closed spawner starts nothing
+
+
+def test_the_fork_server_holds_nothing_a_bot_must_own_before_it_forks():
+    """No thread, no network socket, no open file, no token: only stdio and its request socket (checked
+    on the real fork_server.py after it preloaded discord.py, wavelink and every cog)."""
+    import os
+    import sys
+
+    import psutil
+
+    lines: list[str] = []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOT_TOKEN")}
+    server = fork_spawn.ForkServer(sys.executable, ROOT / "bot.py", ROOT, env, lines.append)
+    try:
+        proc = psutil.Process(server.pid)
+        assert server.ready["ready"] and proc.num_threads() == 1
+        assert proc.open_files() == []
+        sockets = proc.net_connections(kind="all")
+        assert len(sockets) == 1 and sockets[0].family.name == "AF_UNIX", sockets
+        assert len(os.listdir(f"/proc/{server.pid}/fd")) == 4  # stdin, stdout, stderr, the request socket
+        assert not any(k.startswith("BOT_TOKEN") for k in proc.environ())
+        assert {"discord", "wavelink", "commands.playback"} <= set(server.ready.get("modules", []))
+    finally:
+        server.close()
+    assert lines == []  # it printed nothing
