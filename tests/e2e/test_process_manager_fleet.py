@@ -189,21 +189,24 @@ async def test_fleet_of_real_bots_isolates_a_rejected_token_reports_and_stops_cl
 
 
 @pytest.mark.timeout(90)
-async def test_bots_stop_cleanly_when_the_manager_is_killed(tmp_path):
+@pytest.mark.parametrize("spawn", ["fork", "exec"])
+async def test_bots_stop_cleanly_when_the_manager_is_killed(tmp_path, spawn):
     """A SIGKILLed manager cannot stop its children; they notice (PR_SET_PDEATHSIG) and stop themselves."""
     async with Sandbox() as sandbox:
         apps = sandbox.add_bots(2)
         await sandbox.create_world(apps)
         log_dir = tmp_path / "logs"
         manager = await Proc.start([sys.executable, str(MANAGER), "--env-file", "/dev/null", "--status-interval",
-                                    "0", "--stagger", "0.1"], env=manager_env(sandbox, apps, log_dir), name="manager")
+                                    "0", "--stagger", "0.1", "--spawn", spawn], env=manager_env(sandbox, apps, log_dir),
+                                   name="manager")
         try:
             for app in apps:
                 await sandbox.discord.wait_until_ready(app, timeout=30)
             children = psutil.Process(manager.pid).children()
             bots = [c.pid for c in children if c.name() != "fork_server.py"]
             assert len(bots) == 2
-            servers = [c.pid for c in children if c.name() == "fork_server.py"]  # under --spawn fork (the default)
+            servers = [c.pid for c in children if c.name() == "fork_server.py"]
+            assert len(servers) == (1 if spawn == "fork" else 0)
             manager.process.kill()
             await manager.wait(timeout=10)
             loop = asyncio.get_running_loop()
