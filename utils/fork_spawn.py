@@ -160,7 +160,15 @@ class ForkServer:
             code = self.popen.poll()
             self.close()
             raise ForkServerError(f"fork server exited ({'status ' + str(code) if code is not None else 'closed'})")
-        return json.loads(data)
+        try:
+            reply = json.loads(data)
+        except ValueError as exc:
+            self.close()
+            raise ForkServerError(f"fork server answered nonsense: {data[:80]!r}") from exc
+        if not isinstance(reply, dict):
+            self.close()
+            raise ForkServerError(f"fork server answered nonsense: {data[:80]!r}")
+        return reply
 
     def alive(self) -> bool:
         return self.popen.poll() is None and self.sock.fileno() != -1
@@ -178,8 +186,10 @@ class ForkServer:
             finally:
                 os.close(out_w)
                 os.close(env_r)
+            payload = memoryview(json.dumps(dict(env)).encode())
             try:
-                os.write(env_w, json.dumps(dict(env)).encode())  # read by the bot once forked
+                while payload:  # read by the bot once forked
+                    payload = payload[os.write(env_w, payload):]
             except BrokenPipeError:
                 pass  # no bot to read it: the reply says why
             os.close(env_w)
