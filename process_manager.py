@@ -681,7 +681,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
              "(default: %(default)s)")
     add("--python", default=sys.executable, metavar="PATH", help="interpreter for the bots (default: this one)")
     add("--bot-script", type=Path, default=HERE / "bot.py", metavar="PATH",
-        help="script run as `PATH --bot n` instead of bot.py (for tests)")
+        help="script run as `PATH --bot n` instead of bot.py (for tests; forked bots run it with runpy)")
     return parser.parse_args(argv)
 
 
