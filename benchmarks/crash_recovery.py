@@ -6,7 +6,8 @@ the restarted bot's play request for the same track (a PATCH of /v4/sessions/{si
 the crash. Beside it: how far the resumed position is from where the song had got to (the position at the
 kill plus the time until the play request: a restore resumes where the song would be by now), whether the queue
 survived (the bot's /queue lists the queued tracks), and where the time went - the manager's restart (at once
-for a bot that crashed while RUNNING, plus its 0.1 s poll), the new process's start and log-in up to READY at the gateway, and the restore (voice join + play).
+for a bot that crashed while RUNNING, plus its 0.1 s poll), the new process's start and log-in up to READY at
+the gateway, and the restore (voice join + play).
 The siblings are watched all along: gateway counters (a reconnect of any kind would show) and their
 playback position, sampled every 50 ms (a stall or a new track would show).
 
@@ -252,7 +253,8 @@ async def run(opts: Options) -> Result:
         f"the kill, said {saved['position']} ms: snapshots are written on changes only, and the restore adds the "
         f"time since; listeners miss the {audio_s:.1f} s the bot was gone, nothing is replayed).",
         f"From the SIGKILL: manager respawn {rel('respawn_s')} (at once for a RUNNING bot, + its 0.1 s poll), first "
-        f"REST request of the new process {rel('login_request_s')} (fork or interpreter and imports, log-in), Lavalink websocket "
+        f"REST request of the new process {rel('login_request_s')} (fork or interpreter and imports, log-in), "
+        f"Lavalink websocket "
         f"{rel('lavalink_ws_s')}, READY at the gateway {rel('gateway_ready_s')} (READY {ready_after_restart:.2f} s "
         f"after the restart, target ≤ {TARGET_READY_S:.0f} s), Lavalink session ready {rel('lavalink_ready_s')}, voice "
         f"session handed to Lavalink {rel('voice_to_lavalink_s')}, play request {rel('audio_resumed_s')}; discord.py's "

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.e2e
 
 MANAGER = ROOT / "process_manager.py"
 # A status table row: "[manager] Bot 1  RUNNING  4242  5s  0  7.9 MB  21.3 MB  -" (USS, PSS)
-STATUS_ROW = re.compile(r"^\[manager\] Bot (\d+)\s+([A-Z]+)\s+(\d+|-)\s+(\S+)\s+(\d+)\s+(\d+\.\d MB|-)\s+(\d+\.\d MB|-)\s+")
+STATUS_ROW = re.compile(r"^\[manager\] Bot (\d+)\s+([A-Z]+)\s+(\d+|-)\s+(\S+)\s+(\d+)\s+"
+                        r"(\d+\.\d MB|-)\s+(\d+\.\d MB|-)\s+")
 PREFIXED = re.compile(r"^\[(Bot \d+|manager)\]( |$)")
 
 

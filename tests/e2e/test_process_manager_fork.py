@@ -11,7 +11,6 @@ import asyncio
 import re
 import signal
 import sys
-from pathlib import Path
 
 import psutil
 import pytest
@@ -187,7 +186,8 @@ async def test_a_killed_fork_server_costs_no_bot_and_is_replaced_at_once(fleet, 
     identifies = {n: fleet.discord.gateway_stats(fleet.apps[n - 1])["identifies"] for n in (1, 2, 3)}
 
     psutil.Process(old_server).kill()
-    await fleet.manager.wait_for_line(rf"fork server \(pid {old_server}\) is gone \(signal SIGKILL\); starting a new one", 15)
+    gone = rf"fork server \(pid {old_server}\) is gone \(signal SIGKILL\); starting a new one"
+    await fleet.manager.wait_for_line(gone, 15)
     line = await fleet.manager.wait_for_line(rf"fork server started \(pid (?!{old_server},)\d+,", 30)  # at once
     new_server = int(re.search(SERVER_STARTED, line)[1])
     assert new_server != old_server and alive(new_server)

@@ -38,7 +38,8 @@ def test_a_fork_server_that_cannot_start_falls_back_to_exec(monkeypatch):
     assert spawner.server is None and notices[-1].startswith("could not start a fork server (")
     assert spawner(2, lambda line: None) == "exec'd bot 2"
     assert fallback.started == [2]
-    assert notices[-2].startswith("fork server: Bot 2 not forked (") and notices[-2].endswith("retrying with a new server")
+    assert notices[-2].startswith("fork server: Bot 2 not forked (")
+    assert notices[-2].endswith("retrying with a new server")
     assert notices[-1].endswith("exec'ing it instead")
 
 

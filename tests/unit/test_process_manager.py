@@ -63,7 +63,8 @@ class FakeSpawn:
 
     def answer(self, index: int) -> None:
         """The latest start of bot `index` logs that it is ready (bot.py's on_ready line)."""
-        self.outputs[index](f"[Bot {index}] 2026-01-01 00:00:00 INFO    bot.ready: ready as Music {index} (id 1) in 1 guild(s)")
+        line = f"[Bot {index}] 2026-01-01 00:00:00 INFO    bot.ready: ready as Music {index} (id 1) in 1 guild(s)"
+        self.outputs[index](line)
 
     def last(self, index: int) -> FakeChild:
         return self.children[index][-1]
@@ -686,7 +687,8 @@ def test_redeploy_halts_when_a_restarted_bot_does_not_come_back(fleet, clock, sp
     spawn.last(1).status = 78  # the new code cannot read its configuration
     manager.tick()
     assert manager.processes[1].state is S.FATAL
-    assert printer.notices[-1] == "redeploy halted: Bot 1 did not answer again (FATAL); Bot 2, Bot 3 keep running the old code"
+    assert printer.notices[-1] == ("redeploy halted: Bot 1 did not answer again (FATAL); "
+                                   "Bot 2, Bot 3 keep running the old code")
     advance(manager, clock, 200)
     assert old[2].signals == old[3].signals == [] and manager.processes[2].state is S.RUNNING
 
