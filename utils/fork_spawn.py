@@ -261,9 +261,11 @@ class ForkServerSpawner:
 
     def restart_server(self) -> None:
         """A fresh server with the code as it is on disk now (deploys); running bots are not touched."""
-        old, self.server, self.wanted = self.server, None, True
+        old, self.server, self.wanted = self.server, None, self.subreaper
         if old is not None:
             old.close()
+        if not self.subreaper:
+            return  # every bot is exec'd (said once, at start)
         try:
             self.server = self.start_server()
         except OSError as exc:
