@@ -280,6 +280,7 @@ class ForkServerSpawner:
                                        self.fallback.environment(index), on_line, self.eof_grace)
                 except OSError as exc:
                     if self.server is not None and not self.server.alive():
+                        self.server.close()
                         self.server = None
                     self.notify(f"fork server: Bot {index} not forked ({exc})"
                                 + ("; retrying with a new server" if attempt == 1 else "; exec'ing it instead"))
