@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
     from utils.health_server import HealthServer
 
 log = logging.getLogger("bot")
+# "ready as ..." is logged even under LOG_LEVEL=WARNING: process_manager.py's redeploy (SIGHUP) waits for
+# this line before it restarts the next bot (process_manager.READY_LINE).
+ready_log = logging.getLogger("bot.ready")
+ready_log.setLevel(logging.INFO)
 
 # Close codes after which Discord will not let this token in without an operator fixing something.
 _FATAL_CLOSE_CODES = {
@@ -109,7 +114,11 @@ class MusicBot(commands.Bot):
         self.stays.load()  # before the cogs: the restore and the watchdog consult it
         for extension in EXTENSIONS:
             try:
-                await self.load_extension(extension)
+                # Not self.load_extension(): discord.py runs an extension's module afresh from its file on every
+                # load (Bot._load_from_module_spec), so a bot forked from fork_server.py, which imported every cog
+                # module already, would build a private copy of each (~3 MB per bot). The imported module's
+                # setup() registers the same cogs; close() still removes them all (Bot.close removes every cog).
+                await importlib.import_module(extension).setup(self)
             except Exception:
                 log.exception("failed to load extension %s", extension)
         if self.settings.disabled_commands:  # names checked by run() before any cog started
@@ -131,7 +140,7 @@ class MusicBot(commands.Bot):
 
     async def on_ready(self) -> None:
         assert self.user is not None
-        log.info("ready as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds))
+        ready_log.info("ready as %s (id %s) in %d guild(s)", self.user, self.user.id, len(self.guilds))
 
     async def on_resumed(self) -> None:
         log.info("gateway session resumed")

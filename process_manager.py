@@ -1,13 +1,15 @@
-"""Run the fleet for development and small deployments: one `bot.py --bot n` child per BOT_TOKEN_n.
+"""Run the fleet: one `bot.py --bot n` process per BOT_TOKEN_n, forked from a preloaded fork server or exec'd.
 
 The manager mirrors supervisord's process state machine (STOPPED, STARTING, RUNNING, BACKOFF, STOPPING,
 EXITED, FATAL), prefixes every child line with `[Bot n]`, prints a status table, and stops the fleet
-gracefully on SIGTERM/SIGINT. It imports no discord/wavelink code: every megabyte held here is paid once
-more next to N bots. `supervisord.conf` is the production front-end for the same contract.
+gracefully on SIGTERM/SIGINT, redeploys one bot at a time on SIGHUP. It imports no discord/wavelink code:
+every megabyte held here is paid once more next to N bots. `supervisord.conf` runs the same contract
+with one exec'd interpreter per bot.
 
 Shape (honcho style): `BotProcess` (one child's life and state), `FleetManager` (owns the processes,
 the signals and `tick(now)`), `Printer` (prefixes and colours). How a child is started sits behind one
-seam, the `spawn` callable (`SubprocessSpawner` today; a fork server could replace it).
+seam, the `spawn` callable: `SubprocessSpawner` (--spawn exec) or utils/fork_spawn.py's
+`ForkServerSpawner` (--spawn fork: bots forked from fork_server.py, reaped here as their subreaper).
 Shared with register_commands.py: the `--bots` selection (utils/selection.py). `--check` lives in
 utils/fleet_check.py and is imported only when asked for (urllib + ssl would add ~7 MB to every run).
 """
@@ -19,6 +21,7 @@ import enum
 import logging
 import logging.handlers
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,8 +42,13 @@ from utils.token_env import bot_environment
 log = logging.getLogger("process_manager")  # feeds logs/manager.log once main() adds a handler
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_SPAWN = "fork"
 POLL_INTERVAL = 0.1  # seconds between ticks of the run loop
 EOF_GRACE = 1.0  # after a child exits, wait this long at most for the rest of its output
+# The line a bot logs once it holds its gateway session (bot.py's on_ready, at any LOG_LEVEL; Lavalink is
+# ready before it): from then on it answers slash commands. A redeploy (SIGHUP) restarts the next bot after it.
+READY_LINE = re.compile(r" bot\.ready: ready as ")
+REDEPLOY_TIMEOUT = 120.0  # a restarted bot not answering within this halts a redeploy
 
 
 class ProcessState(enum.IntEnum):
@@ -113,6 +121,7 @@ class BotProcess:
         self.pid: int | None = None
         self.laststart = 0.0
         self.backoff = 0  # consecutive failures since the last stable run
+        self.immediate_first = False  # the streak began with a crash while RUNNING (restarted at once)
         self.delay = 0.0  # BACKOFF: earliest restart time
         self.exitstatus: int | None = None
         self.last_exit_at: float | None = None
@@ -125,6 +134,7 @@ class BotProcess:
         self.health_at: float | None = None
         self.silenced = False  # the current child is being killed for a silent /healthz
         self.exit_note = ""  # why the last child was killed, for LAST EXIT
+        self.answering = False  # this start of the bot printed READY_LINE
         self._spawn, self._notify, self._output = spawn, notify, output
 
     def _change_state(self, new: ProcessState, detail: str = "") -> None:
@@ -147,7 +157,7 @@ class BotProcess:
         self._assert_in_state(ProcessState.STOPPED, ProcessState.BACKOFF, ProcessState.EXITED, ProcessState.FATAL)
         self.restarts += 1 if self.starts else 0
         self.starts += 1
-        self.laststart, self.killed = now, False
+        self.laststart, self.killed, self.answering = now, False, False
         self.health, self.health_at, self.silenced = None, None, False
         try:
             self.child = self._spawn(self.index, self._output)
@@ -170,6 +180,11 @@ class BotProcess:
             self._change_state(ProcessState.STOPPING, f"SIGTERM sent to pid {self.pid}")
         elif self.state is ProcessState.BACKOFF:
             self._change_state(ProcessState.STOPPED, "stop requested during backoff")
+
+    def restart(self, now: float) -> None:
+        """Stop the child (SIGTERM, as stop()) and start it again once it has exited (a deploy)."""
+        self.stop(now)
+        self.autostart = True
 
     def kill(self, reason: str) -> None:
         """SIGKILL the child's process group (only while STOPPING)."""
@@ -248,10 +263,17 @@ class BotProcess:
         if self.state is ProcessState.RUNNING and now - self.laststart >= self.config.stablesecs:
             self.backoff = 0  # crashed after a stable run: a fresh failure, not part of a loop
         self.backoff += 1
+        if self.backoff == 1:  # the first failure of a streak: was it a crash of a RUNNING bot?
+            self.immediate_first = self.state is ProcessState.RUNNING
         if self.backoff > self.config.startretries:
             self._change_state(ProcessState.BACKOFF, f"{what}, too many failures")
             return
-        wait = min(self.config.backoff_cap, 2.0 ** (self.backoff - 1))
+        if self.immediate_first and self.backoff == 1:  # as supervisord: RUNNING -> EXITED -> STARTING at once
+            self.delay = now
+            self._change_state(ProcessState.BACKOFF, f"{what}, restarting now")
+            return
+        steps = self.backoff - (2 if self.immediate_first else 1)  # repeated failures wait 1, 2, 4 ... s
+        wait = min(self.config.backoff_cap, 2.0 ** steps)
         self.delay = now + wait
         self._change_state(ProcessState.BACKOFF, f"{what}, restart in {wait:g} s")
 
@@ -262,21 +284,30 @@ class FleetManager:
     def __init__(self, indices: Iterable[int], *, spawn: Spawn, printer: Printer,
                  clock: Callable[[], float] = time.monotonic, config: ProcessConfig | None = None,
                  stagger: float = 0.5, status_interval: float = 30.0,
-                 memory: Callable[[int], int | None] | None = None, health: HealthWatcher | None = None) -> None:
+                 memory: Callable[[int], tuple[int, int] | None] | None = None,
+                 health: HealthWatcher | None = None) -> None:
         self.printer, self.clock = printer, clock
         self.health = health  # /healthz of every bot (METRICS_PORT set): status columns and HEALTH_TIMEOUT
         self.config = config or ProcessConfig()
         self.stagger, self.status_interval = stagger, status_interval
-        self.memory = memory or process_rss
+        self.memory = memory or process_memory
+        self._spawner = spawn
         self.processes: dict[int, BotProcess] = {
             n: BotProcess(n, self.config, spawn, printer.notice, self._output_for(n)) for n in sorted(indices)
         }
         self.stopping = False
+        self.redeploy_queue: deque[int] = deque()  # bots still to restart in this redeploy, in order
+        self.redeploying: int | None = None  # the bot being restarted now
+        self._redeploy_deadline = 0.0
         self._last_spawn = float("-inf")
         self._next_status: float | None = None
 
     def _output_for(self, index: int) -> Callable[[str], None]:
-        return lambda line: self.printer.child_line(index, line)
+        def output(line: str) -> None:
+            if READY_LINE.search(line):
+                self.processes[index].answering = True
+            self.printer.child_line(index, line)
+        return output
 
     def tick(self, now: float | None = None) -> None:
         """One step: reap, take due transitions, start what is due (spaced by `stagger`), print status."""
@@ -286,7 +317,11 @@ class FleetManager:
             if latest is not None:
                 proc.saw_health(*latest)
             proc.transition(now)
+        maintain = getattr(self._spawner, "maintain", None)  # the fork server's upkeep (utils/fork_spawn.py)
+        if maintain is not None and not self.stopping:
+            maintain({p.pid for p in self.processes.values() if p.pid is not None})
         if not self.stopping:
+            self._redeploy_step(now)
             for proc in self.processes.values():
                 if proc.wants_spawn(now) and now - self._last_spawn >= self.stagger:
                     proc.spawn(now)
@@ -298,9 +333,54 @@ class FleetManager:
                 self._next_status = now + self.status_interval
                 self.print_status(now)
 
+    def redeploy(self, now: float | None = None) -> None:
+        """Restart every live bot with the code on disk, one at a time, each after the previous one answers.
+
+        Under --spawn fork a fresh fork server is started first (it imports the new code). A bot that does
+        not answer again within REDEPLOY_TIMEOUT halts the redeploy: the bots not yet restarted keep running.
+        """
+        now = self.clock() if now is None else now
+        if self.redeploying is not None or self.redeploy_queue:
+            self.printer.notice("redeploy already in progress")
+            return
+        reload = getattr(self._spawner, "restart_server", None)
+        if reload is not None:
+            reload()
+        self.redeploy_queue.extend(n for n, p in self.processes.items()
+                                   if p.state in (ProcessState.STARTING, ProcessState.RUNNING))
+        self.printer.notice("redeploy: restarting " + (", ".join(f"Bot {n}" for n in self.redeploy_queue) or "no bot")
+                            + " one at a time")
+
+    def _redeploy_step(self, now: float) -> None:
+        """Advance a redeploy: wait for the bot being restarted to answer, then restart the next one."""
+        if self.redeploying is not None:
+            proc = self.processes[self.redeploying]
+            if proc.answering and proc.state in (ProcessState.STARTING, ProcessState.RUNNING):
+                self.printer.notice(f"redeploy: {proc.name} answers again")
+                self.redeploying = None
+            elif proc.state in (ProcessState.FATAL, ProcessState.EXITED) or now >= self._redeploy_deadline:
+                left = ", ".join(f"Bot {n}" for n in self.redeploy_queue)
+                self.printer.notice(f"redeploy halted: {proc.name} did not answer again ({proc.state.name}); "
+                                    + (f"{left} keep running the old code" if left else "no bot left to restart"))
+                self.redeploying = None
+                self.redeploy_queue.clear()
+                return
+            else:
+                return
+            if not self.redeploy_queue:
+                self.printer.notice("redeploy done")
+        while self.redeploy_queue:
+            proc = self.processes[self.redeploy_queue.popleft()]
+            if proc.state in (ProcessState.STARTING, ProcessState.RUNNING):
+                proc.restart(now)
+                self.redeploying, self._redeploy_deadline = proc.index, now + REDEPLOY_TIMEOUT
+                return
+
     def stop_all(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         self.stopping = True
+        self.redeploy_queue.clear()
+        self.redeploying = None
         for proc in self.processes.values():
             proc.stop(now)
 
@@ -313,6 +393,9 @@ class FleetManager:
         name = signal.Signals(signum).name
         if signum == signal.SIGUSR1:
             self.print_status(self.clock())
+        elif signum == signal.SIGHUP and not self.stopping:
+            self.printer.notice("SIGHUP received: redeploying")
+            self.redeploy()
         elif not self.stopping:
             self.printer.notice(f"{name} received: stopping all bots (SIGKILL after {self.config.stopwaitsecs:g} s)")
             self.stop_all()
@@ -343,14 +426,15 @@ class FleetManager:
         rows = []
         for proc in self.processes.values():
             alive = proc.pid is not None and proc.state in _LIVE_STATES
-            rss = self.memory(proc.pid) if alive and proc.pid is not None else None
+            mem = self.memory(proc.pid) if alive and proc.pid is not None else None
             last = "-"
             if proc.last_exit_at is not None:
                 last = (f"{describe_exit(proc.exitstatus)}{proc.exit_note}, "
                         f"{format_duration(now - proc.last_exit_at)} ago")
             row = (proc.name, proc.state.name, str(proc.pid) if alive else "-",
                    format_duration(now - proc.laststart) if alive else "-", str(proc.restarts),
-                   f"{rss / 2**20:.1f} MB" if rss is not None else "-")
+                   f"{mem[0] / 2**20:.1f} MB" if mem is not None else "-",
+                   f"{mem[1] / 2**20:.1f} MB" if mem is not None else "-")
             if self.health is not None:
                 row += self._health_cells(proc, now) if alive else ("-", "-", "-")
             rows.append((*row, last))
@@ -370,7 +454,14 @@ class FleetManager:
 
     def print_status(self, now: float) -> None:
         header = STATUS_HEADER if self.health is None else (*STATUS_HEADER[:-1], *HEALTH_COLUMNS, STATUS_HEADER[-1])
-        self.printer.block(format_status_table(self.status_rows(now), header))
+        rows = self.status_rows(now)
+        server = getattr(getattr(self._spawner, "server", None), "pid", None)  # --spawn fork
+        if server is not None:
+            mem = self.memory(server)  # what the bots share: counted once, here
+            uss, pss = (f"{m / 2**20:.1f} MB" for m in mem) if mem is not None else ("-", "-")
+            rows.append(("fork server", "-", str(server), "-", "-", uss, pss,
+                         *(("-",) * (len(header) - len(STATUS_HEADER))), "-"))
+        self.printer.block(format_status_table(rows, header))
 
     def run(self) -> int:
         """The real loop: install signal handlers, tick until finished, never leave a child behind."""
@@ -408,7 +499,7 @@ class FleetManager:
             time.sleep(0.05)
 
 
-STATUS_HEADER = ("BOT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT")
+STATUS_HEADER = ("BOT", "STATE", "PID", "UPTIME", "RESTARTS", "USS", "PSS", "LAST EXIT")
 HEALTH_COLUMNS = ("READY", "LATENCY", "PLAYERS")  # from /healthz, when METRICS_PORT is set
 
 
@@ -416,16 +507,21 @@ def format_status_table(rows: Sequence[Sequence[str]], header: Sequence[str] = S
     return format_table(header, rows)
 
 
-def process_rss(pid: int) -> int | None:
-    """Resident memory of `pid` in bytes, or None (psutil missing, process gone)."""
+def process_memory(pid: int) -> tuple[int, int] | None:
+    """(USS, PSS) of `pid` in bytes, or None (psutil missing, process gone, /proc/PID/smaps unreadable).
+
+    Not RSS: forked bots share the fork server's pages, which RSS counts once per bot. USS is what this
+    bot alone costs (freed if it stops), PSS its fair share of the shared pages (the fleet's PSS adds up).
+    """
     try:
         import psutil  # lazy: only the status table needs it
     except ImportError:
         return None
     try:
-        return psutil.Process(pid).memory_info().rss
+        info = psutil.Process(pid).memory_full_info()
     except psutil.Error:
         return None
+    return info.uss, getattr(info, "pss", info.uss)
 
 
 _COLOURS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95", "94", "91")
@@ -568,7 +664,7 @@ class SubprocessSpawner:
 
 EPILOG = """\
 exit codes:
-  0   stopped by SIGTERM/SIGINT/SIGHUP, or every bot exited 0; --check: everything OK
+  0   stopped by SIGTERM/SIGINT, or every bot exited 0; --check: everything OK
   1   every bot ended (FATAL or crashed) and not all on 0/78; --check: a check failed
   2   usage error (for example a bad --bots value)
   78  configuration error: no BOT_TOKEN_n set, a selected bot has no token, or the bots exited 78
@@ -577,11 +673,20 @@ tokens: each bot's child gets its own token only (BOT_TOKEN_n, or BOT_TOKEN_FILE
 token found in BOT_TOKEN_DIR) and FLEET_BOT_IDS="1:<user id>,2:<user id>,..." (the fleet's user ids, decoded
 here from the tokens or taken from BOT_CLIENT_ID_n), so it can point users to a free sibling.
 
-signals: SIGTERM, SIGINT or SIGHUP stop every bot (SIGTERM to its process group, SIGKILL after
---stopwaitsecs); a second SIGINT kills them at once. SIGUSR1 prints the status table.
-A bot exiting 78 (configuration error) is never restarted, nor one exiting 0 once RUNNING; other
-exits restart after 1, 2, 4 ... s (capped by --backoff-cap). The failure count resets after 60 s of
-RUNNING; --startretries+1 consecutive failures before that -> FATAL for that bot only.
+signals: SIGTERM or SIGINT stop every bot (SIGTERM to its process group, SIGKILL after
+--stopwaitsecs); a second SIGINT kills them at once. SIGUSR1 prints the status table (USS: what a bot
+alone costs; PSS: its share of pages shared with its siblings). SIGHUP redeploys: a fresh fork server
+(with --spawn fork), then every bot restarted in turn, the next one once the previous one logs
+"ready as" again (logged at any LOG_LEVEL); a bot that does not come back halts the redeploy.
+A bot exiting 78 (configuration error) is never restarted, nor one exiting 0 once RUNNING; a bot
+that crashes while RUNNING is restarted at once, repeated failures after 1, 2, 4 ... s (capped by
+--backoff-cap). The failure count resets after 60 s of RUNNING; --startretries+1 consecutive
+failures before that -> FATAL for that bot only.
+
+--spawn fork (default) forks each bot from fork_server.py, which has imported discord.py, wavelink
+and the cogs once; if it dies, the manager starts a new one at once (its bots are not its children
+and run on), and a bot is exec'd when no fork server will start.
+--spawn exec starts `python bot.py --bot n` per bot, as supervisord does.
 
 health: with METRICS_PORT set, bot n serves /healthz on METRICS_PORT+n (METRICS_HOST, default 127.0.0.1);
 the status table shows its readiness, gateway latency and players, and a bot whose /healthz stays silent
@@ -635,9 +740,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="longest wait between restarts (default: %(default)g)")
     add("--stagger", type=_non_negative(float), default=0.5, metavar="S",
         help="minimum gap between two bot starts, against identify bursts (default: %(default)g)")
+    add("--spawn", choices=("fork", "exec"), default=DEFAULT_SPAWN,
+        help="fork: fork each bot from a fork server that has imported discord.py, wavelink and the cogs once "
+             "(less memory per bot, faster restarts); exec: start a fresh interpreter per bot "
+             "(default: %(default)s)")
     add("--python", default=sys.executable, metavar="PATH", help="interpreter for the bots (default: this one)")
     add("--bot-script", type=Path, default=HERE / "bot.py", metavar="PATH",
-        help="script run as `PATH --bot n` instead of bot.py (for tests)")
+        help="script run as `PATH --bot n` instead of bot.py (for tests; forked bots run it with runpy)")
     return parser.parse_args(argv)
 
 
@@ -697,12 +806,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                            stopwaitsecs=args.stopwaitsecs, backoff_cap=args.backoff_cap,
                            health_timeout=timeout if ports else 0.0)
     health = HealthWatcher(ports, probe_host(os.environ), probe_interval(timeout)) if ports else None
-    spawner = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python,
-                                fleet_ids=fleet_ids)
+    spawner: Spawn = SubprocessSpawner(script=args.bot_script.resolve(), python=args.python,
+                                       fleet_ids=fleet_ids)
+    if args.spawn == "fork":
+        from utils.fork_spawn import ForkServerSpawner
+
+        spawner = ForkServerSpawner(spawner, notify=printer.notice, eof_grace=EOF_GRACE)
+        spawner.restart_server()  # preload before the first bot; a failure falls back to exec per bot
     manager = FleetManager(indices, spawn=spawner, printer=printer, config=config, stagger=args.stagger,
                            status_interval=args.status_interval, health=health)
-    printer.notice(f"starting {len(indices)} bot(s): {', '.join(map(str, indices))}")
-    return manager.run()
+    printer.notice(f"starting {len(indices)} bot(s) ({args.spawn}): {', '.join(map(str, indices))}")
+    try:
+        return manager.run()
+    finally:
+        close = getattr(spawner, "close", None)
+        if close is not None:
+            close()
 
 
 if __name__ == "__main__":

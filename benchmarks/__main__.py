@@ -24,7 +24,7 @@ from pathlib import Path
 from benchmarks.common import Options, Result
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["cold_start", "memory", "latency", "crash_recovery", "storm_429", "scale", "snapshots", "metrics", "voice_rejoin"]
+ORDER = ["cold_start", "memory", "latency", "crash_recovery", "storm_429", "scale", "snapshots", "metrics", "voice_rejoin", "fork"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -2,7 +2,9 @@
 
 The floor is N x `python -c "import discord, wavelink"` run over the machine's cores: no fleet of N Python
 bots can start faster on this machine. Measured with the manager's default `--stagger 0.5` (what users get:
-it spaces the IDENTIFYs of bots sharing one IP) and with `--stagger 0` (what the machine can do).
+it spaces the IDENTIFYs of bots sharing one IP) and with `--stagger 0` (what the machine can do), under
+`--spawn exec` (an interpreter per bot, which is what the floor measures; forked bots import nothing:
+see benchmarks/fork.py).
 
 READY here = Discord's READY plus every GUILD_CREATE written (the bot can answer commands) AND the bot's
 Lavalink session ready (it can play). discord.py's own on_ready comes `guild_ready_timeout` (2 s) later;
@@ -31,7 +33,7 @@ async def fleet_start(count: int, stagger: float) -> dict[str, float]:
             await sandbox.create_world(apps)
             env = bot_env(sandbox, apps, workdir)
             started = time.monotonic()
-            manager = await procs.manager(env, workdir / "logs", "--stagger", str(stagger))
+            manager = await procs.manager(env, workdir / "logs", "--spawn", "exec", "--stagger", str(stagger))
             ready = await wait_ready_times(sandbox, apps, started)
             all_ready = max(max(g, a) for g, a in zip(ready["gateway"], ready["lavalink"]))
             while sum(1 for line in manager.lines if ON_READY.search(line)) < count:

@@ -5,8 +5,9 @@ the restarted bot's play request for the same track (a PATCH of /v4/sessions/{si
 `track` and a `position`, from the bot's User-Id), sent by the snapshot restore alone: no /play is sent after
 the crash. Beside it: how far the resumed position is from where the song had got to (the position at the
 kill plus the time until the play request: a restore resumes where the song would be by now), whether the queue
-survived (the bot's /queue lists the queued tracks), and where the time went - the manager's first backoff
-(1 s), the new process's start and log-in up to READY at the gateway, and the restore (voice join + play).
+survived (the bot's /queue lists the queued tracks), and where the time went - the manager's restart (at once
+for a bot that crashed while RUNNING, plus its 0.1 s poll), the new process's start and log-in up to READY at
+the gateway, and the restore (voice join + play).
 The siblings are watched all along: gateway counters (a reconnect of any kind would show) and their
 playback position, sampled every 50 ms (a stall or a new track would show).
 
@@ -210,7 +211,7 @@ async def run(opts: Options) -> Result:
 
     times = {
         "audio_resumed_s": since_kill(audio),  # the headline
-        "respawn_s": since_kill(respawned),  # the manager's first backoff (+ its 0.1 s poll)
+        "respawn_s": since_kill(respawned),  # restarted at once (RUNNING), + the manager's 0.1 s poll
         "login_request_s": since_kill(login),  # interpreter, imports, settings, first REST call
         "lavalink_ws_s": since_kill(ws and ws["time"]),
         "gateway_ready_s": since_kill(gateway_ready),
@@ -251,8 +252,9 @@ async def run(opts: Options) -> Result:
         f"{at_kill} ms, {expected_at} ms by the time of the play request (the snapshot, {snapshot_age_ms} ms old at "
         f"the kill, said {saved['position']} ms: snapshots are written on changes only, and the restore adds the "
         f"time since; listeners miss the {audio_s:.1f} s the bot was gone, nothing is replayed).",
-        f"From the SIGKILL: manager respawn {rel('respawn_s')} (first backoff 1 s + its 0.1 s poll), first REST "
-        f"request of the new process {rel('login_request_s')} (interpreter, imports, log-in), Lavalink websocket "
+        f"From the SIGKILL: manager respawn {rel('respawn_s')} (at once for a RUNNING bot, + its 0.1 s poll), first "
+        f"REST request of the new process {rel('login_request_s')} (fork or interpreter and imports, log-in), "
+        f"Lavalink websocket "
         f"{rel('lavalink_ws_s')}, READY at the gateway {rel('gateway_ready_s')} (READY {ready_after_restart:.2f} s "
         f"after the restart, target ≤ {TARGET_READY_S:.0f} s), Lavalink session ready {rel('lavalink_ready_s')}, voice "
         f"session handed to Lavalink {rel('voice_to_lavalink_s')}, play request {rel('audio_resumed_s')}; discord.py's "
@@ -267,9 +269,9 @@ async def run(opts: Options) -> Result:
     ]
     if audio_s > TARGET_AUDIO_S:
         notes.append(
-            f"Target missed by {audio_s - TARGET_AUDIO_S:.2f} s: {breakdown['backoff_s']:.2f} s is process_manager's "
-            f"first backoff (1 s, by design: a crash loop must not spin), {breakdown['start_login_s']:.2f} s a fresh "
-            f"interpreter (import ~0.3-0.5 s on an idle core) plus log-in, IDENTIFY and the guilds, while "
+            f"Target missed by {audio_s - TARGET_AUDIO_S:.2f} s: {breakdown['backoff_s']:.2f} s until process_manager "
+            f"restarted it, {breakdown['start_login_s']:.2f} s a fresh "
+            f"process (import ~0.3-0.5 s on an idle core) plus log-in, IDENTIFY and the guilds, while "
             f"{count - 1} siblings and the sandbox share the 2 cores, and {breakdown['restore_s']:.2f} s the restore "
             f"(waits for the Lavalink session, joins voice, sends the play request).")
     if ready_after_restart > TARGET_READY_S:

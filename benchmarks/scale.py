@@ -27,7 +27,7 @@ async def fleet_point(n: int) -> dict:
             await sandbox.create_world(apps)
             env = bot_env(sandbox, apps, workdir, LOG_LEVEL="WARNING")
             started = time.monotonic()
-            manager = await procs.manager(env, workdir / "logs", "--stagger", "0")
+            manager = await procs.manager(env, workdir / "logs", "--spawn", "exec", "--stagger", "0")
             ready = await wait_ready_times(sandbox, apps, started, timeout=180)
             await asyncio.sleep(1.0)
             mems = [memory_of(pid) for pid in bot_pids(manager).values()]
@@ -80,8 +80,8 @@ async def run(opts: Options) -> Result:
         "own core-time instead of sharing one GIL.",
         "The one-process variant has no cogs and no Lavalink (wavelink's Pool is process-wide): a lower bound. "
         f"Manager process itself: {big_f['manager']['rss']} MB RSS, {big_f['manager']['uss']} MB USS.",
-        "The design card's fork-server idea (children forked from a parent that already imported discord.py and "
-        "wavelink) would cut the per-bot USS and the start cost; not built yet.",
+        "Measured with --spawn exec (one interpreter per bot, as supervisord runs them); --spawn fork, the "
+        "manager's default, is compared with it in 'Fork server vs exec'.",
     ]
     return Result(NAME, TITLE, headline, "informational (table)", None,
                   {"fleet": fleet, "one_process": single, "tables": [table]}, notes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,12 +130,13 @@ class ManagerRun:
         self.proc.wait(5)
 
 
-@pytest.fixture
-def manager(tmp_path):
+@pytest.fixture(params=["fork", "exec"])
+def manager(tmp_path, request):
+    """Every test runs under both spawn modes: forked bots are supervised exactly as exec'd ones."""
     runs: list[ManagerRun] = []
 
     def start(modes: dict[int, str], *args: str, env: dict[str, str] | None = None) -> ManagerRun:
-        run = ManagerRun(tmp_path, modes, *args, env=env)
+        run = ManagerRun(tmp_path, modes, "--spawn", request.param, *args, env=env)
         runs.append(run)
         return run
 
@@ -163,8 +165,10 @@ def test_crashing_bot_backs_off_then_fatal_while_sibling_runs(manager, tmp_path)
     assert alive(bot1) and "Bot 1: RUNNING ->" not in run.output
 
     run.signal(signal.SIGUSR1)
-    row1 = run.wait_for("Bot 1  RUNNING")
-    row2 = run.wait_for("Bot 2  FATAL")
+    run.wait_for("LAST EXIT")
+    row1 = run.wait_for(f"RUNNING  {bot1}")  # columns padded to the widest cell (the fork server's row, if any)
+    row2 = run.wait_for("exit 3, ")  # its LAST EXIT cell ("exit 3, 0s ago"; log lines say "exit 3 after")
+    assert re.match(r"\[manager\] Bot 2 +FATAL ", row2), row2
     assert str(bot1) in row1 and "MB" in row1 and row2.endswith("ago") and "exit 3" in row2
     assert "LAST EXIT" in run.output
 

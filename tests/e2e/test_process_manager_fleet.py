@@ -23,8 +23,9 @@ from tests.helpers import ROOT, Proc, clean_env
 pytestmark = pytest.mark.e2e
 
 MANAGER = ROOT / "process_manager.py"
-# A status table row: "[manager] Bot 1  RUNNING  4242  5s  0  41.3 MB  -"
-STATUS_ROW = re.compile(r"^\[manager\] Bot (\d+)\s+([A-Z]+)\s+(\d+|-)\s+(\S+)\s+(\d+)\s+(\d+\.\d MB|-)\s+")
+# A status table row: "[manager] Bot 1  RUNNING  4242  5s  0  7.9 MB  21.3 MB  -" (USS, PSS)
+STATUS_ROW = re.compile(r"^\[manager\] Bot (\d+)\s+([A-Z]+)\s+(\d+|-)\s+(\S+)\s+(\d+)\s+"
+                        r"(\d+\.\d MB|-)\s+(\d+\.\d MB|-)\s+")
 PREFIXED = re.compile(r"^\[(Bot \d+|manager)\]( |$)")
 
 
@@ -146,10 +147,11 @@ async def test_fleet_of_real_bots_isolates_a_rejected_token_reports_and_stops_cl
     bot_pids = {n: int(rows[n][3]) for n in (1, 3)}
     for n, pid in bot_pids.items():
         assert rows[n][2] == "RUNNING" and rows[n][5] == "0" and float(rows[n][6].split()[0]) > 1, rows[n].string
-        assert psutil.Process(pid).cmdline()[-3:] == [str(ROOT / "bot.py"), "--bot", str(n)]
+        assert psutil.Process(pid).cmdline()[-3:] == [str(ROOT / "bot.py"), "--bot", str(n)]  # forked ones too
     assert rows[2][2] == ended.split(" -> ")[1].split()[0] and rows[2][3] == "-" and rows[2][6] == "-"
     assert "exit 78" in rows[2].string
-    assert set(bot_pids.values()) == {c.pid for c in psutil.Process(manager.pid).children()}
+    children = psutil.Process(manager.pid).children()  # the bots, and the fork server under --spawn fork
+    assert set(bot_pids.values()) == {c.pid for c in children if c.name() != "fork_server.py"}
     assert [sandbox.discord.gateway_stats(app)["connected"] for app in apps] == [True, False, True]
     await asyncio.sleep(1.5)  # longer than the first backoff step: a wrongly restarted bot 2 would be back
 
@@ -188,19 +190,24 @@ async def test_fleet_of_real_bots_isolates_a_rejected_token_reports_and_stops_cl
 
 
 @pytest.mark.timeout(90)
-async def test_bots_stop_cleanly_when_the_manager_is_killed(tmp_path):
+@pytest.mark.parametrize("spawn", ["fork", "exec"])
+async def test_bots_stop_cleanly_when_the_manager_is_killed(tmp_path, spawn):
     """A SIGKILLed manager cannot stop its children; they notice (PR_SET_PDEATHSIG) and stop themselves."""
     async with Sandbox() as sandbox:
         apps = sandbox.add_bots(2)
         await sandbox.create_world(apps)
         log_dir = tmp_path / "logs"
         manager = await Proc.start([sys.executable, str(MANAGER), "--env-file", "/dev/null", "--status-interval",
-                                    "0", "--stagger", "0.1"], env=manager_env(sandbox, apps, log_dir), name="manager")
+                                    "0", "--stagger", "0.1", "--spawn", spawn], env=manager_env(sandbox, apps, log_dir),
+                                   name="manager")
         try:
             for app in apps:
                 await sandbox.discord.wait_until_ready(app, timeout=30)
-            bots = [c.pid for c in psutil.Process(manager.pid).children()]
+            children = psutil.Process(manager.pid).children()
+            bots = [c.pid for c in children if c.name() != "fork_server.py"]
             assert len(bots) == 2
+            servers = [c.pid for c in children if c.name() == "fork_server.py"]
+            assert len(servers) == (1 if spawn == "fork" else 0)
             manager.process.kill()
             await manager.wait(timeout=10)
             loop = asyncio.get_running_loop()
@@ -208,6 +215,9 @@ async def test_bots_stop_cleanly_when_the_manager_is_killed(tmp_path):
             while any(alive(pid) for pid in bots) and loop.time() < deadline:
                 await asyncio.sleep(0.2)
             assert not any(alive(pid) for pid in bots), "bots outlived their manager"
+            while any(alive(pid) for pid in servers) and loop.time() < deadline:
+                await asyncio.sleep(0.2)
+            assert not any(alive(pid) for pid in servers), "the fork server outlived its manager"
             for number in (1, 2):
                 log = (log_dir / f"bot-{number}.log").read_text()
                 assert "SIGTERM received, shutting down" in log and "stopped" in log

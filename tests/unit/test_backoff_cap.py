@@ -1,4 +1,5 @@
-"""README: "A crash is restarted after 1 s, 2 s, 4 s … (capped at 60 s)": the cap the manager really runs with.
+"""README: "A bot that crashes while RUNNING is restarted at once,
+then after 1 s, 2 s, 4 s … (capped at 60 s)": the cap the manager really runs with.
 
 tests/unit/test_process_manager.py checks the doubling with a small custom cap; this checks the default one,
 as process_manager.py's command line builds it.
@@ -32,8 +33,8 @@ def restart_delays(config: ProcessConfig, crashes: int) -> list[float]:
         assert manager.processes[1].state is ProcessState.RUNNING
         crash(manager, clock, spawn, status=-signal.SIGSEGV)
         proc = manager.processes[1]
-        assert proc.state is ProcessState.BACKOFF
         delays.append(proc.delay - clock.now)
+        assert proc.state is (ProcessState.STARTING if delays[-1] == 0 else ProcessState.BACKOFF)  # 0: restarted in that tick
         advance(manager, clock, proc.delay - clock.now)
     return delays
 
@@ -41,8 +42,8 @@ def restart_delays(config: ProcessConfig, crashes: int) -> list[float]:
 def test_default_backoff_doubles_up_to_60_s_and_stays_there():
     config = cli_config("--startretries", "10")  # enough retries to reach the cap before FATAL
     assert config.backoff_cap == 60
-    assert restart_delays(config, 10) == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+    assert restart_delays(config, 10) == [0, 1, 2, 4, 8, 16, 32, 60, 60, 60]
 
 
 def test_backoff_cap_option_changes_the_cap():
-    assert restart_delays(cli_config("--startretries", "6", "--backoff-cap", "5"), 6) == [1, 2, 4, 5, 5, 5]
+    assert restart_delays(cli_config("--startretries", "6", "--backoff-cap", "5"), 6) == [0, 1, 2, 4, 5, 5]

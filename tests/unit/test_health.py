@@ -237,7 +237,7 @@ CONFIG = ProcessConfig(startsecs=3, startretries=3, stopwaitsecs=10, backoff_cap
 def fleet(clock, spawn, watcher=None, config=CONFIG) -> tuple[FleetManager, FakePrinter]:
     printer = FakePrinter()
     manager = FleetManager([1, 2], spawn=spawn, printer=printer, clock=clock, config=config, stagger=0,
-                           status_interval=0, memory=lambda pid: 50 * 2**20, health=watcher)
+                           status_interval=0, memory=lambda pid: (50 * 2**20, 40 * 2**20), health=watcher)
     return manager, printer
 
 
@@ -266,11 +266,10 @@ def test_a_bot_whose_healthz_goes_silent_is_killed_and_restarted():
     assert first.signals == [signal.SIGKILL]  # once
     first.status = -signal.SIGKILL
     clock.now = 152
-    manager.tick()
-    assert manager.processes[1].state is S.BACKOFF
+    manager.tick()  # killed while RUNNING: restarted at once, like any crash of a running bot
+    assert manager.processes[1].state is S.STARTING and spawn.last(1) is not first
     clock.now = 153
     manager.tick()
-    assert manager.processes[1].state is S.STARTING and spawn.last(1) is not first
     assert spawn.last(2).signals == [] and manager.processes[2].state is S.RUNNING
     # The old answer (from before the restart) does not count for the new child, nor does it kill it at once.
     assert manager.processes[1].health is None
@@ -306,17 +305,17 @@ def test_status_table_shows_readiness_latency_and_players_from_healthz():
     manager.tick()
     clock.now = 101
     manager.print_status(clock.now)
-    assert printer.blocks[-1][1].split()[8:] == ["-", "-", "-", "-"]  # just started: not asked yet, not "silent"
+    assert printer.blocks[-1][1].split()[10:] == ["-", "-", "-", "-"]  # just started: not asked yet, not "silent"
     clock.now = 110
     watcher.answers = {1: (109.5, Health(200, {"gateway_latency_ms": 41.6, "players": 3})),
                        2: (101.0, Health(503, {"players": 0}))}
     manager.tick()
     manager.print_status(clock.now)
     header, bot1, bot2 = printer.blocks[-1]
-    assert header.split() == ["BOT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "READY", "LATENCY", "PLAYERS",
+    assert header.split() == ["BOT", "STATE", "PID", "UPTIME", "RESTARTS", "USS", "PSS", "READY", "LATENCY", "PLAYERS",
                               "LAST", "EXIT"]
-    assert bot1.split()[8:] == ["yes", "42", "ms", "3", "-"]
-    assert bot2.split()[8:] == ["silent", "9s", "-", "-", "-"]  # its last answer is 9 s old: it went quiet
+    assert bot1.split()[10:] == ["yes", "42", "ms", "3", "-"]
+    assert bot2.split()[10:] == ["silent", "9s", "-", "-", "-"]  # its last answer is 9 s old: it went quiet
 
 
 def test_manager_status_flag_prints_the_table_and_exits(monkeypatch, capsys):

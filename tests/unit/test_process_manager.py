@@ -43,6 +43,8 @@ class FakeSpawn:
 
     def __init__(self) -> None:
         self.children: dict[int, list[FakeChild]] = {}
+        self.outputs: dict[int, object] = {}  # index -> the output callback of its latest start
+        self.server_restarts = 0
         self.fail = False
         self._pid = 1000
 
@@ -52,8 +54,17 @@ class FakeSpawn:
         self._pid += 1
         child = FakeChild(self._pid)
         self.children.setdefault(index, []).append(child)
+        self.outputs[index] = on_line
         on_line(f"bot {index} says hi")
         return child
+
+    def restart_server(self) -> None:  # as utils/fork_spawn.ForkServerSpawner on a redeploy
+        self.server_restarts += 1
+
+    def answer(self, index: int) -> None:
+        """The latest start of bot `index` logs that it is ready (bot.py's on_ready line)."""
+        line = f"[Bot {index}] 2026-01-01 00:00:00 INFO    bot.ready: ready as Music {index} (id 1) in 1 guild(s)"
+        self.outputs[index](line)
 
     def last(self, index: int) -> FakeChild:
         return self.children[index][-1]
@@ -216,10 +227,11 @@ def test_running_to_backoff_on_crash_with_doubling_delays_capped(fleet, clock, s
         assert manager.processes[1].state is S.RUNNING
         crash(manager, clock, spawn, status=-signal.SIGSEGV)
         proc = manager.processes[1]
-        assert proc.state is S.BACKOFF
         delays.append(proc.delay - clock.now)
+        assert proc.state is (S.STARTING if delays[-1] == 0 else S.BACKOFF)  # 0: restarted in that tick
         advance(manager, clock, proc.delay - clock.now)
-    assert delays == [1, 2, 4, 8, 8, 8]
+    assert delays == [0, 1, 2, 4, 8, 8]  # the first crash of a RUNNING bot restarts at once, as under supervisord
+    assert "Bot 1: RUNNING -> BACKOFF (signal SIGSEGV after 1.0 s, restarting now)" in printer.notices
     assert "Bot 1: RUNNING -> BACKOFF (signal SIGSEGV after 1.0 s, restart in 1 s)" in printer.notices
 
 
@@ -248,8 +260,8 @@ def test_running_to_backoff_reset_after_stable_uptime(fleet, clock, spawn, print
     advance(manager, clock, CONFIG.stablesecs)
     assert proc.backoff == 0
     assert "Bot 1: stable for 60 s, backoff reset" in printer.notices
-    crash(manager, clock, spawn)
-    assert proc.state is S.BACKOFF and proc.delay - clock.now == 1
+    crash(manager, clock, spawn)  # a crash after a stable run: a fresh streak, restarted at once (same tick)
+    assert proc.state is S.STARTING and proc.restarts == 3 and proc.backoff == 1
 
 
 def test_running_to_exited_on_0_no_restart(fleet, clock, spawn, printer):
@@ -290,8 +302,9 @@ def test_starting_to_running_to_backoff_on_exit_after_startsecs_unnoticed(fleet,
     manager.tick()
     clock.now += 5
     crash(manager, clock, spawn, status=2)
-    assert printer.notices[-2:] == ["Bot 1: STARTING -> RUNNING (up for 3 s)",
-                                    "Bot 1: RUNNING -> BACKOFF (exit 2 after 5.0 s, restart in 1 s)"]
+    assert printer.notices[-3:] == ["Bot 1: STARTING -> RUNNING (up for 3 s)",
+                                    "Bot 1: RUNNING -> BACKOFF (exit 2 after 5.0 s, restarting now)",
+                                    f"Bot 1: BACKOFF -> STARTING (pid {spawn.last(1).pid})"]
 
 
 def test_running_to_stopping_to_stopped_on_stop(fleet, clock, spawn, printer):
@@ -391,16 +404,16 @@ def test_exit_code_all_fatal_is_1(fleet, clock, spawn):
 
 def test_status_table_columns_and_values(fleet, clock, spawn, printer):
     manager = fleet((1, 2), status_interval=30)
-    manager.memory = lambda pid: 31 * 2**20
+    manager.memory = lambda pid: (7 * 2**20, 31 * 2**20)
     manager.tick()
     advance(manager, clock, 3)
     crash(manager, clock, spawn, index=2, status=1)
     advance(manager, clock, 27)  # 30 s after the first tick: periodic table
     assert len(printer.blocks) == 1
     header, row1, row2 = printer.blocks[0]
-    assert header.split() == ["BOT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST", "EXIT"]
-    assert row1.split() == ["Bot", "1", "RUNNING", "1001", "30s", "0", "31.0", "MB", "-"]
-    assert row2.split()[:5] == ["Bot", "2", "STARTING", "1003", "0s"]  # restarted in this very tick
+    assert header.split() == ["BOT", "STATE", "PID", "UPTIME", "RESTARTS", "USS", "PSS", "LAST", "EXIT"]
+    assert row1.split() == ["Bot", "1", "RUNNING", "1001", "30s", "0", "7.0", "MB", "31.0", "MB", "-"]
+    assert row2.split()[:6] == ["Bot", "2", "RUNNING", "1003", "27s", "1"]  # crashed while RUNNING: restarted at once
     assert row2.endswith("exit 1, 27s ago")
     assert header.index("STATE") == row1.index("RUNNING")  # aligned columns
 
@@ -413,7 +426,7 @@ def test_status_table_on_sigusr1_and_memory_unavailable(fleet, clock, spawn, pri
 
 
 def test_format_status_table_pads_columns():
-    lines = pm.format_status_table([("Bot 10", "FATAL", "-", "-", "5", "-", "exit 3, 2m01s ago")])
+    lines = pm.format_status_table([("Bot 10", "FATAL", "-", "-", "5", "-", "-", "exit 3, 2m01s ago")])
     assert lines[0].startswith("BOT     STATE")
     assert lines[1].startswith("Bot 10  FATAL")
 
@@ -605,3 +618,112 @@ def test_run_check_reports_bad_lavalink_uri_once(monkeypatch):
     assert fleet_check.run_check([1], {"BOT_TOKEN_1": TOKEN, "LAVALINK_URI": "ftp://x"}, out) == 1
     assert out.getvalue().splitlines() == ["Bot 1: OK — Music 1 (id 1000)",
                                            "Lavalink: ERROR — LAVALINK_URI entry 1 must look like http://host:2333"]
+
+
+def test_first_crash_while_running_restarts_in_the_same_tick_then_backoff(fleet, clock, spawn, printer):
+    """supervisord restarts a bot that exits unexpectedly from RUNNING at once; only repeated failures back off."""
+    manager = fleet()
+    proc = running(manager, clock, spawn)
+    first = spawn.last(1)
+    first.status = -signal.SIGKILL
+    manager.tick()  # one tick: reaped, and started again
+    assert proc.state is S.STARTING and spawn.last(1) is not first
+    assert printer.notices[-2:] == ["Bot 1: RUNNING -> BACKOFF (signal SIGKILL after 3.0 s, restarting now)",
+                                    f"Bot 1: BACKOFF -> STARTING (pid {spawn.last(1).pid})"]
+    crash(manager, clock, spawn)  # failing again while STARTING: now the backoff applies
+    assert proc.state is S.BACKOFF and proc.delay - clock.now == 1
+
+
+def test_first_crash_while_starting_still_backs_off(fleet, clock, spawn):
+    manager = fleet()
+    manager.tick()
+    crash(manager, clock, spawn)
+    assert manager.processes[1].state is S.BACKOFF and manager.processes[1].delay - clock.now == 1
+
+
+# --- redeploy (SIGHUP) -----------------------------------------------------------------------------------
+
+
+def redeploying_fleet(fleet, clock, spawn, count=3):
+    manager = fleet(tuple(range(1, count + 1)))
+    manager.tick()
+    advance(manager, clock, CONFIG.startsecs)
+    for n in manager.processes:
+        spawn.answer(n)
+    old = {n: spawn.last(n) for n in manager.processes}
+    manager.handle_signal(signal.SIGHUP)
+    manager.tick()
+    return manager, old
+
+
+def test_sighup_restarts_bots_one_at_a_time_each_after_the_previous_answers(fleet, clock, spawn, printer):
+    manager, old = redeploying_fleet(fleet, clock, spawn)
+    assert spawn.server_restarts == 1  # a fresh fork server first: the new code
+    assert "redeploy: restarting Bot 1, Bot 2, Bot 3 one at a time" in printer.notices
+    assert old[1].signals == [signal.SIGTERM] and old[2].signals == old[3].signals == []
+    old[1].status = 0
+    manager.tick()
+    assert manager.processes[1].state is S.STARTING and spawn.last(1) is not old[1]
+    advance(manager, clock, 30)  # up, but not answering yet: the next bot waits
+    assert old[2].signals == [] and manager.processes[2].state is S.RUNNING
+    spawn.answer(1)
+    manager.tick()
+    assert "redeploy: Bot 1 answers again" in printer.notices and old[2].signals == [signal.SIGTERM]
+    assert old[3].signals == []
+    for n in (2, 3):
+        old[n].status = 0
+        manager.tick()
+        spawn.answer(n)
+        manager.tick()
+    assert printer.notices[-1] == "redeploy done"
+    assert all(p.state is S.STARTING or p.state is S.RUNNING for p in manager.processes.values())
+    assert [len(spawn.children[n]) for n in (1, 2, 3)] == [2, 2, 2] and not manager.stopping
+
+
+def test_redeploy_halts_when_a_restarted_bot_does_not_come_back(fleet, clock, spawn, printer):
+    manager, old = redeploying_fleet(fleet, clock, spawn)
+    old[1].status = 0
+    manager.tick()
+    spawn.last(1).status = 78  # the new code cannot read its configuration
+    manager.tick()
+    assert manager.processes[1].state is S.FATAL
+    assert printer.notices[-1] == ("redeploy halted: Bot 1 did not answer again (FATAL); "
+                                   "Bot 2, Bot 3 keep running the old code")
+    advance(manager, clock, 200)
+    assert old[2].signals == old[3].signals == [] and manager.processes[2].state is S.RUNNING
+
+
+def test_sigterm_during_redeploy_stops_everything(fleet, clock, spawn, printer):
+    manager, old = redeploying_fleet(fleet, clock, spawn)
+    manager.handle_signal(signal.SIGTERM)
+    for n in (1, 2, 3):
+        old[n].status = 0
+    manager.tick()
+    assert manager.finished and manager.exit_code == 0
+
+
+def test_the_ready_line_the_redeploy_waits_for_is_logged_even_under_log_level_warning(capsys):
+    import logging
+
+    import bot
+    from utils.log import setup_logging
+
+    try:
+        setup_logging(4, "WARNING")
+        logging.getLogger("bot").info("an ordinary info line")  # LOG_LEVEL=WARNING hides these ...
+        bot.ready_log.info("ready as %s (id %s) in %d guild(s)", "Music 4", 44, 1)  # ... but not this one
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        logging.getLogger().handlers.clear()
+    assert len(lines) == 1 and pm.READY_LINE.search(lines[0]) and lines[0].startswith("[Bot 4] "), lines
+
+
+def test_status_table_shows_the_fork_server_beside_the_bots(fleet, clock, spawn, printer):
+    spawn.server = type("Server", (), {"pid": 4242})()  # as utils/fork_spawn.ForkServerSpawner holds it
+    manager = fleet((1,))
+    manager.memory = lambda pid: (3 * 2**20, 9 * 2**20) if pid == 4242 else (12 * 2**20, 15 * 2**20)
+    manager.tick()
+    manager.handle_signal(signal.SIGUSR1)
+    header, bot, server = printer.blocks[0]
+    assert bot.split()[:2] == ["Bot", "1"] and bot.split()[6:10] == ["12.0", "MB", "15.0", "MB"]
+    assert server.split() == ["fork", "server", "-", "4242", "-", "-", "3.0", "MB", "9.0", "MB", "-"]
