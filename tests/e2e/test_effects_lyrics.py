@@ -14,6 +14,7 @@ import time
 import pytest
 import pytest_asyncio
 
+from sandbox.discord_options import InvalidInvocation
 from tests.e2e.fleet import PRODUCTION_PLAYER_UPDATE_INTERVAL, running_fleet
 from tests.helpers import start_bot
 
@@ -184,8 +185,9 @@ async def test_lyrics_of_the_current_song_are_paged_and_mark_the_line_being_sung
     turned = await scene.press(1, "alice", result.message_id, buttons[1]["custom_id"])
     assert turned.embeds[0]["footer"]["text"].startswith("Page 3/8")
     assert turned.embeds[0]["description"].startswith("`2:48` ")
-    foreign = await scene.press(1, "bob", result.message_id, turned.components[0]["components"][0]["custom_id"])
-    assert foreign.ephemeral and foreign.content.startswith("Only the member who asked can turn these pages")
+    # The pages are ephemeral: Discord shows them to alice alone, so nobody else can turn them.
+    with pytest.raises(InvalidInvocation, match="ephemeral: only user"):
+        await scene.press(1, "bob", result.message_id, turned.components[0]["components"][0]["custom_id"])
     assert scene.fleet.discord.message(result.message_id)["embeds"][0]["footer"]["text"].startswith("Page 3/8")
 
 
