@@ -14,8 +14,8 @@
 | a rejoin try failed                         | the node closed again, or no `connected` within 12 s: next try       |
 | all tries failed                            | one message, leaves, and keeps the snapshot (at the position where   |
 |                                             | the song went silent) for the next start                             |
-| kicked: 4014 AND our voice state cleared,   | leaves for good: player and panel gone, snapshot ended, one message; |
-| within KICK_WINDOW of each other            | never rejoins; /play brings the bot back                             |
+| kicked: 4014 AND our voice state cleared,   | leaves for good: player and panel gone, snapshot and 24/7 mode ended,|
+| within KICK_WINDOW of each other            | one message; never rejoins; /play brings the bot back                |
 | moved by a moderator (new channel + voice   | plays on in the new channel (wavelink hands the node the new server);|
 | server; a lone 4014 is part of a move)      | a member moving (the requester too) never moves the bot              |
 | track stuck (Lavalink) or stalled (10 s)    | skips it with a message                                              |
@@ -332,8 +332,12 @@ class Recovery(commands.Cog):
         log.info("guild %s: a moderator disconnected me from #%s; leaving for good", getattr(player.guild, "id", "?"),
                  getattr(channel, "name", "?"))
         where = channel.mention if channel is not None else "the voice channel"
-        await player.leave(f"A moderator disconnected me from {where}, so I stopped and cleared the queue. "
-                           "Use /play to bring me back.")
+        guild_id = getattr(player.guild, "id", None)
+        staying = guild_id is not None and self.bot.stays.get(guild_id) is not None
+        await player.leave(f"A moderator disconnected me from {where}, so I stopped and cleared the queue"
+                           + (" and turned 24/7 mode off" if staying else "") + ". Use /play to bring me back.")
+        if guild_id is not None:  # like /disconnect: a restart must not bring the bot back (commands/stay.py)
+            self.bot.dispatch("music_disconnect_requested", guild_id)
 
     def _start_rejoin(self, player: MusicPlayer, waited: float = 0.0) -> None:
         if player.rejoin_task is None or player.rejoin_task.done():

@@ -162,9 +162,9 @@ class StayCog(commands.Cog, name="Stay"):
 
     @commands.Cog.listener()
     async def on_music_disconnect_requested(self, guild_id: int) -> None:
-        """/disconnect: leaving on request ends 24/7 mode (a restart must not bring the bot back)."""
+        """/disconnect or a moderator's kick: leaving on request ends 24/7 mode (a restart must not bring it back)."""
         if self.bot.stays.get(guild_id) is not None:
-            log.info("guild %s: 24/7 mode off (/disconnect)", guild_id)
+            log.info("guild %s: 24/7 mode off (asked to leave)", guild_id)
             await self._put(guild_id, None)
 
     # ---- after a restart -------------------------------------------------------------------------------

@@ -182,6 +182,26 @@ async def test_stay_keeps_the_bot_in_its_channel_across_idle_alone_and_restarts(
     assert staying.bot_voice_channel(1) is None
 
 
+async def test_a_moderators_kick_ends_24_7_mode(fleet):
+    """A kick is the moderator's decision: the bot leaves for good, 24/7 mode included, so no restart brings it back."""
+    scene = await fleet.scene(members=("alice",))
+    mods = fleet.discord.create_role(scene.guild_id, "Mods", permissions=MANAGE_GUILD)
+    scene.world.member_ids["erin"] = fleet.discord.add_member(scene.guild_id, "erin", roles=[mods.id]).id
+    await scene.join("erin", "Lounge")
+    assert (await staying_cmd(scene, "erin", "on")).content.startswith("24/7 mode is on")
+    await scene.cmd(1, "erin", "play", query=track_url("kicked-all-night"))
+    await scene.wait_track(1, "kicked-all-night")
+    stay_file = fleet.log_dir.parent / "state" / "bot-1" / "stay.json"
+    assert str(scene.guild_id) in stay_file.read_text()
+
+    await fleet.discord.disconnect_member(scene.guild_id, scene.app(1).user_id)
+    kicked = await scene.wait_message("A moderator disconnected me")
+    assert kicked["content"] == (f"A moderator disconnected me from <#{scene.voice('Lounge')}>, so I stopped and "
+                                 "cleared the queue and turned 24/7 mode off. Use /play to bring me back.")
+    await fleet.discord.wait_for(lambda: str(scene.guild_id) not in stay_file.read_text(), timeout=10)
+    assert scene.bot_voice_channel(1) is None
+
+
 async def redeploy(fleet, scene) -> None:
     """SIGTERM (as a deploy does) and start the bot again with the same state directory."""
     bot = fleet.bots[0]
