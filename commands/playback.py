@@ -86,20 +86,21 @@ class Playback(commands.Cog):
         if player.channel is None or player.channel.id != channel.id:
             raise MusicError(f"I couldn't move to {channel.mention}. Please try again.")
 
-    async def _join(self, interaction: discord.Interaction, channel: discord.VoiceChannel) -> MusicPlayer:
+    async def join(self, channel: discord.VoiceChannel) -> MusicPlayer:
+        """Join `channel` (after the interaction was acknowledged) at the guild's volume; a join Discord never
+        confirms is an error with a message, not a hang. /play and /stay join through here."""
         try:
             player = await channel.connect(cls=RecoveringPlayer, self_deaf=True, timeout=VOICE_TIMEOUT)
         except (wavelink.ChannelTimeoutException, asyncio.TimeoutError):
-            guild = interaction.guild
-            if guild is not None and guild.voice_client is not None:
-                await guild.voice_client.disconnect(force=True)
+            if channel.guild.voice_client is not None:
+                await channel.guild.voice_client.disconnect(force=True)
             raise MusicError(f"I couldn't connect to {channel.mention} in time. Please try again.") from None
         except discord.ClientException:
             raise MusicError("I'm already connecting to a voice channel here; try again in a moment.") from None
         assert isinstance(player, MusicPlayer)
         volume = self.bot.guild_volumes.get(channel.guild.id)
         if volume is not None and volume != player.volume:
-            await lavalink_call(player.set_volume(volume), WRITE_TIMEOUT)  # already acknowledged
+            await lavalink_call(player.set_volume(volume), WRITE_TIMEOUT)
         return player
 
     @app_commands.command(name="play")
@@ -161,7 +162,7 @@ class Playback(commands.Cog):
         player = get_player(interaction)  # again: an earlier /play may have joined while we searched
         if player is None:
             preflight(channel, guild.me)
-            player = await self._join(interaction, channel)
+            player = await self.join(channel)
         elif player.channel is not None and player.channel.id != channel.id:
             raise MusicError(busy_message(player.channel, await self.siblings.free_in(guild)))
         if player.home is None and interaction.channel is not None:

@@ -15,16 +15,14 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 import discord
-import wavelink
 from discord import app_commands
 from discord.ext import commands
 
-from commands.recovery import RecoveringPlayer
+from commands.playback import Playback
 from utils.checks import configured_dj_role, ensure_listener, get_player, is_dj, member_voice_channel, preflight
 from utils.cooldowns import control_cooldown
 from utils.errors import AudioUnavailable, BadInput, MusicError, NotInVoice
 from utils.formatting import format_duration
-from utils.lavalink import WRITE_TIMEOUT, lavalink_call
 from utils.player import MusicPlayer
 from utils.replies import reply
 from utils.stay_store import Stay
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VOICE_TIMEOUT = 10.0
 REJOIN_WAIT_FOR_AUDIO = 30.0
 
 
@@ -133,19 +130,10 @@ class StayCog(commands.Cog, name="Stay"):
         return await self._connect(channel)
 
     async def _connect(self, channel: discord.VoiceChannel) -> MusicPlayer:
-        try:
-            player = await channel.connect(cls=RecoveringPlayer, self_deaf=True, timeout=VOICE_TIMEOUT)
-        except (wavelink.ChannelTimeoutException, asyncio.TimeoutError):
-            if channel.guild.voice_client is not None:
-                await channel.guild.voice_client.disconnect(force=True)
-            raise MusicError(f"I couldn't connect to {channel.mention} in time. Please try again.") from None
-        except discord.ClientException:
-            raise MusicError("I'm already connecting to a voice channel here; try again in a moment.") from None
-        assert isinstance(player, MusicPlayer)
-        volume = self.bot.guild_volumes.get(channel.guild.id)
-        if volume is not None and volume != player.volume:
-            await lavalink_call(player.set_volume(volume), WRITE_TIMEOUT)
-        return player
+        playback = self.bot.get_cog("Playback")
+        if not isinstance(playback, Playback):  # turned off or failed to load: nothing else joins voice
+            raise MusicError("I can't join voice channels right now. Please try again later.")
+        return await playback.join(channel)
 
     # ---- keeping the record in step --------------------------------------------------------------------
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from utils.atomic_file import write_atomic
 from utils.filters import Effects
 
 log = logging.getLogger(__name__)
@@ -211,20 +210,7 @@ class SnapshotStore:
 
     def write(self, guild_id: int, data: bytes) -> None:
         """Atomic (temporary file, fsync, rename): readers see the old file or the new one, never half of one."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".guild-", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path(guild_id))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomic(self.path(guild_id), data, prefix=".guild-")
 
     def delete(self, guild_id: int) -> bool:
         try:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from utils.atomic_file import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +67,4 @@ class StayStore:
 
     def write(self, data: bytes) -> None:
         """Atomic: a crash mid-write leaves the previous record."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".stay-", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomic(self.path, data, prefix=".stay-")

@@ -132,7 +132,7 @@ def test_a_failing_write_logs_once_keeps_the_old_file_and_the_thread_goes_on(wri
     def full_disk(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("utils.snapshots.os.fsync", full_disk)
+    monkeypatch.setattr("utils.atomic_file.os.fsync", full_disk)
     with caplog.at_level("INFO", logger="utils.snapshot_writer"):
         for position in (2, 3):
             w.save(42, lambda p=position: snapshot(position=p))
