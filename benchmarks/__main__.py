@@ -1,6 +1,6 @@
 """`python -m benchmarks`: run every benchmark against the sandbox, write results/latest.json and latest.md.
 
-    python -m benchmarks                 # everything (~5-10 min on 2 cores); also rewrites benchmarks/RESULTS.md
+    python -m benchmarks                 # everything (~15 min on 2 cores); also rewrites benchmarks/RESULTS.md
     python -m benchmarks --quick         # a shorter smoke variant of everything (~2 min)
     python -m benchmarks --only latency  # one (or several: --only cold_start,memory)
     python -m benchmarks --only fork --soak-minutes 2   # benchmark 10 with a shorter soak (default 10 min)
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(ORDER)}", file=sys.stderr)
         return 2
-    command = ("python -m benchmarks" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    command = ("python -m benchmarks" + (" --quick" if args.quick else "")
+               + (f" --only {args.only}" if args.only else "")
                + (f" --soak-minutes {args.soak_minutes:g}" if args.soak_minutes is not None else ""))
     started = time.monotonic()
     results = asyncio.run(run_all(names, Options(quick=args.quick, soak_minutes=args.soak_minutes)))

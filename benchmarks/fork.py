@@ -99,7 +99,9 @@ def mark(ok: bool) -> str:
 async def run(opts: Options) -> Result:
     count = 4 if opts.quick else 8
     big = None if opts.quick else 16
-    minutes = opts.soak_minutes if opts.soak_minutes is not None else (QUICK_SOAK_MINUTES if opts.quick else SOAK_MINUTES)
+    minutes = opts.soak_minutes
+    if minutes is None:
+        minutes = QUICK_SOAK_MINUTES if opts.quick else SOAK_MINUTES
     floor = await import_floor(count, repeat=1 if opts.quick else 2)
     runs = {mode: await fleet_run(mode, count) for mode in ("exec", "fork")}
     bigs = {mode: await fleet_run(mode, big, crash=False) for mode in ("exec", "fork")} if big else {}
@@ -176,11 +178,24 @@ async def run(opts: Options) -> Result:
             f"latency p99 {lf['latency'].get('p99_ms')} / {le['latency'].get('p99_ms')} ms; bot restarts "
             f"{soak['restarts']['fork']} / {soak['restarts']['exec']}; players at the end "
             f"{soak['players_at_end']['fork']} / {soak['players_at_end']['exec']}.")
+        minute = next((row for row in soak["samples"] if row["label"] == "1 min"), None)
+        queued = {m: [q for q in soak["queued_at_end"][m] if q is not None] for m in ("fork", "exec")}
         notes.append(
             f"USS per bot from READY to the end: forked {ready['fork']['uss_mean']} -> {end['uss_mean']} MB "
             f"({grow_f:+.1f}), exec'd {ready['exec']['uss_mean']} -> {end_e['uss_mean']} MB ({grow_e:+.1f}). What an "
             f"exec'd bot grows by is new data of its own; the forked bot's growth beyond it "
             f"({grow_f - grow_e:+.1f} MB) is pages of the fork server un-shared by copy on write.")
+        if minute:
+            span = (soak["final"]["t_s"] - minute["t_s"]) / 60
+            rate_f = (end["uss_mean"] - minute["fork"]["uss_mean"]) / span
+            rate_e = (end_e["uss_mean"] - minute["exec"]["uss_mean"]) / span
+            verdict = ("about the same: the copying happens in the first minute, what grows after it is the bots' "
+                       "own data" if abs(rate_f - rate_e) <= 0.05 else
+                       f"the forked bots' extra {rate_f - rate_e:+.2f} MB/min is copying still going on")
+            notes.append(
+                f"From the first minute to the end ({span:.1f} min) forked bots grew {rate_f:+.2f} MB/min and "
+                f"exec'd ones {rate_e:+.2f} MB/min, {verdict}; songs queued at the end (per bot, from the "
+                f"snapshots): forked {queued['fork']}, exec'd {queued['exec']}.")
         notes.append("Private memory by mapping at the end (MB), forked bot: "
                      + ", ".join(f"{k} {v}" for k, v in soak["mappings"]["fork"].items())
                      + "; exec'd bot: " + ", ".join(f"{k} {v}" for k, v in soak["mappings"]["exec"].items()) + ".")
@@ -199,7 +214,8 @@ async def run(opts: Options) -> Result:
     if not met and any(parts.values()):
         status = "partly: " + ", ".join(k for k, ok in parts.items() if ok) + " met"
     target = (f"{count} bots PSS <= {TARGET_PSS_MB:g} MB" + (f", {big} <= {TARGET_PSS_16_MB:g} MB" if big else "")
-              + f"; USS <= {TARGET_USS_MB:g} MB/bot" + (f", <= {TARGET_SOAK_USS_MB:g} MB after the soak" if soak else "")
+              + f"; USS <= {TARGET_USS_MB:g} MB/bot"
+              + (f", <= {TARGET_SOAK_USS_MB:g} MB after the soak" if soak else "")
               + f"; cold start <= {TARGET_COLD_RATIO:g}x floor; answers again <= {TARGET_ANSWER_S:g} s after SIGKILL")
     return Result(NAME, TITLE, headline, target, met,
                   {"runs": runs, "big": bigs, "floor": floor, "cold_ratio": cold, "soak": soak, "tables": tables},

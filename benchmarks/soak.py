@@ -14,7 +14,7 @@ At the end, where one bot of each fleet keeps its private memory, by mapping (/p
 from __future__ import annotations
 
 import asyncio
-import itertools
+import json
 import statistics
 import time
 from collections import defaultdict
@@ -68,6 +68,14 @@ def private_by_mapping(pid: int) -> dict[str, float]:
     return {k: round(v / 1024, 1) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])}
 
 
+def queue_length(state_dir: Path, number: int, guild_id: int) -> int | None:
+    """Songs queued in the bot's snapshot of `guild_id` (None: no snapshot)."""
+    try:
+        return len(json.loads((state_dir / f"bot-{number}" / f"guild-{guild_id}.json").read_text())["queue"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def panel_of(sandbox: Sandbox, app, channel_id: int) -> int | None:
     """The bot's newest now-playing panel in `channel_id` (newest first: no copy of the whole history)."""
     state = sandbox.discord.state
@@ -111,7 +119,8 @@ class Soak:
 
     def interaction(self, app, kind: str, i: int):
         if kind == "play":
-            return self.invoke(app, "play", query=f"https://music.example/track/soak-{i}?length={60_000 + (i % 4) * 60_000}")
+            length = 60_000 * (1 + i % 4)  # 1 to 4 minutes
+            return self.invoke(app, "play", query=f"https://music.example/track/soak-{i}?length={length}")
         if kind == "search":
             return self.invoke(app, "play", query=f"soak song {i % 50}")
         if kind == "volume":
@@ -231,8 +240,10 @@ async def run_soak(count: int, minutes: float) -> dict[str, Any]:
             server_map = await asyncio.to_thread(private_by_mapping, server) if server else {}
             players = {mode: sum(1 for app in apps[mode] if sandbox.lavalink.player(
                 app.user_id, soak.worlds[app.user_id].guild_id)) for mode in MODES}
+            queued = {mode: [queue_length(Path(workdir) / mode / "state", sandbox.bot_number(app),
+                                          soak.worlds[app.user_id].guild_id) for app in apps[mode]] for mode in MODES}
             for mode in MODES:
                 await procs.stop_manager(soak.managers[mode])
     return {"bots_per_mode": count, "minutes": minutes, "samples": soak.samples, "load": load, "final": final,
             "restarts": dict(soak.restarts), "mappings": mappings, "fork_server_mapping": server_map,
-            "players_at_end": players}
+            "players_at_end": players, "queued_at_end": queued}
