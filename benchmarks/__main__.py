@@ -1,8 +1,9 @@
 """`python -m benchmarks`: run every benchmark against the sandbox, write results/latest.json and latest.md.
 
-    python -m benchmarks                 # everything (~5-10 min on 2 cores); also rewrites benchmarks/RESULTS.md
+    python -m benchmarks                 # everything (~15 min on 2 cores); also rewrites benchmarks/RESULTS.md
     python -m benchmarks --quick         # a shorter smoke variant of everything (~2 min)
     python -m benchmarks --only latency  # one (or several: --only cold_start,memory)
+    python -m benchmarks --only fork --soak-minutes 2   # benchmark 10 with a shorter soak (default 10 min)
 
 Benchmarks are measurements, not tests: the command fails only if a benchmark could not run at all.
 """
@@ -27,11 +28,24 @@ HERE = Path(__file__).resolve().parent
 ORDER = ["cold_start", "memory", "latency", "crash_recovery", "storm_429", "scale", "snapshots", "metrics", "voice_rejoin", "fork"]
 
 
+def soak_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 24 * 60:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes from 0 to 1440")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="", metavar="NAMES", help=f"comma-separated subset of: {', '.join(ORDER)}")
     parser.add_argument("--quick", action="store_true", help="shorter runs and smaller fleets (a smoke test)")
+    parser.add_argument("--soak-minutes", type=soak_minutes, default=None, metavar="MIN",
+                        help="minutes of the fork benchmark's soak (100 interactions per bot-minute); default 10, "
+                             "0.5 with --quick; 0 skips it")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="directory for latest.json/latest.md")
     parser.add_argument("--no-readme-table", action="store_true",
                         help="do not rewrite benchmarks/RESULTS.md (a full run rewrites it by default)")
@@ -93,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(ORDER)}", file=sys.stderr)
         return 2
-    command = "python -m benchmarks" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    command = ("python -m benchmarks" + (" --quick" if args.quick else "")
+               + (f" --only {args.only}" if args.only else "")
+               + (f" --soak-minutes {args.soak_minutes:g}" if args.soak_minutes is not None else ""))
     started = time.monotonic()
-    results = asyncio.run(run_all(names, Options(quick=args.quick)))
+    results = asyncio.run(run_all(names, Options(quick=args.quick, soak_minutes=args.soak_minutes)))
     meta = {
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "

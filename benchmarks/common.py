@@ -53,6 +53,7 @@ class Result:
 @dataclass
 class Options:
     quick: bool = False
+    soak_minutes: float | None = None  # benchmark 10's soak; None: its default (10, or 0.5 with --quick)
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

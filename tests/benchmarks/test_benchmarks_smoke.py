@@ -40,6 +40,13 @@ def test_unknown_benchmark_is_a_usage_error():
     assert done.returncode == 2 and "unknown benchmark" in done.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "ten", "nan"])
+def test_soak_minutes_must_be_a_number_of_minutes(value):
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "fork", "--soak-minutes", value], cwd=ROOT,
+                          env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--soak-minutes" in done.stderr and "minutes from 0 to 1440" in done.stderr
+
+
 def test_quick_snapshot_benchmark_reports_its_figures(tmp_path):
     out = tmp_path / "results"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "snapshots", "--out", str(out)],
