@@ -200,6 +200,7 @@ class Panel(commands.Cog):
         player = payload.player
         if isinstance(player, MusicPlayer):
             player.reset_progress()
+            player.trim_history()
             player.skip_votes.clear()  # votes are for the song that was playing
             await self.replace_panel(player)
 

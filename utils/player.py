@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 REQUESTER_KEY = "requester_id"
 FIND_AGAIN_TIMEOUT = 8.0
 REJECTED_TRACK_STATUSES = (400, 500)
+HISTORY_LIMIT = 100  # played songs kept for /previous (the snapshot keeps the newest HISTORY_KEPT of them)
 
 
 def requester_id(track: wavelink.Playable | None) -> int | None:
@@ -391,3 +392,13 @@ class MusicPlayer(wavelink.Player):
 
     def reset_progress(self) -> None:
         self.progress = (-1, time.monotonic())
+
+    def trim_history(self) -> None:
+        """Keep the newest HISTORY_LIMIT played songs. wavelink's history has no bound of its own, so a bot that
+        plays for days (24/7 with autoplay) would keep every song it ever played. Not under /loop queue:
+        wavelink refills the queue from the history at each wrap, so there the history is the loop itself."""
+        history = self.queue.history
+        if history is None or self.queue.mode is wavelink.QueueMode.loop_all:
+            return
+        while len(history) > HISTORY_LIMIT:
+            history.delete(0)
