@@ -2,9 +2,9 @@
 
 Starts the sandbox (emulated Discord + Lavalink) in this process, runs the real fleet against it
 (`process_manager.py` with three `bot.py` children) and plays a short scene a newcomer can watch:
-members join two voice channels, two bots play at once, a queue, a skip, the busy-bot hint, bot 2
-killed with SIGKILL and brought back by the manager, playing again from its snapshot, while bot 1
-keeps playing; a clean shutdown.
+members join two voice channels, two bots play at once, a queue, a skip, a sound effect, a vote to
+skip, the busy-bot hint, bot 2 killed with SIGKILL and brought back by the manager, playing again from
+its snapshot, while bot 1 keeps playing; a clean shutdown.
 """
 
 from __future__ import annotations
@@ -141,6 +141,8 @@ async def scene(demo: Demo, manager_pid: int, state_dir: Path) -> None:
     await demo.command(1, "bob", "play", query="https://music.example/track/paper-lanterns?length=180000")
     await demo.command(1, "alice", "queue")
     await demo.command(1, "alice", "skip")
+    await demo.command(1, "alice", "filter", preset="nightcore")
+    await demo.command(1, "alice", "skip")  # bob asked for this one: alice's skip is a vote (2 listeners: 2 needed)
     await demo.command(1, "carol", "play", query="velvet highway")
     await demo.command(2, "carol", "play", query="velvet highway")
     say(f"two bots now play at once: {demo.apps[0].name} in Lounge, {demo.apps[1].name} in Studio")
