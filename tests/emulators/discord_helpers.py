@@ -13,6 +13,7 @@ import aiohttp
 import discord
 import yarl
 import zstandard
+from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
@@ -147,3 +148,14 @@ async def raw_gateway(emu: DiscordEmulator, compress: str | None = None) -> Asyn
             hello = await raw.recv()
             assert hello["op"] == 10
             yield raw
+
+
+@contextlib.asynccontextmanager
+async def synced(emu: DiscordEmulator, bot: commands.Bot) -> AsyncIterator[tuple[World, commands.Bot]]:
+    """A fresh world with `bot` running in it, its global commands synced to the world's guild."""
+    world = await make_world(emu)
+    async with running(emu, world.app, bot):
+        guild = discord.Object(world.guild.id)
+        bot.tree.copy_global_to(guild=guild)
+        await bot.tree.sync(guild=guild)
+        yield world, bot

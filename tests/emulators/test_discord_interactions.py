@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import AsyncIterator
 
 import aiohttp
 import discord
@@ -15,7 +14,7 @@ from discord.ext import commands
 from sandbox.discord_emulator import (
     CommandNotAvailable, CommandNotRegistered, DiscordEmulator, InteractionTimeout,
 )
-from tests.emulators.discord_helpers import World, make_world, running
+from tests.emulators.discord_helpers import World, make_world, running, synced
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -88,15 +87,8 @@ def build_bot() -> commands.Bot:
     return bot
 
 
-@contextlib.asynccontextmanager
-async def synced_bot(emu: DiscordEmulator) -> AsyncIterator[tuple[World, commands.Bot]]:
-    world = await make_world(emu)
-    bot = build_bot()
-    async with running(emu, world.app, bot):
-        guild = discord.Object(world.guild.id)
-        bot.tree.copy_global_to(guild=guild)
-        await bot.tree.sync(guild=guild)
-        yield world, bot
+def synced_bot(emu: DiscordEmulator) -> contextlib.AbstractAsyncContextManager[tuple[World, commands.Bot]]:
+    return synced(emu, build_bot())
 
 
 def _who(world: World) -> dict[str, int]:

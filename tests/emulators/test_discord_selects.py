@@ -5,14 +5,13 @@ limits Discord puts on a select's options."""
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator
 
 import discord
 import pytest
 from discord.ext import commands
 
 from sandbox.discord_emulator import DiscordEmulator, InteractionTimeout, InvalidInvocation
-from tests.emulators.discord_helpers import World, make_world, running
+from tests.emulators.discord_helpers import World, synced
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,15 +45,8 @@ def build_bot() -> commands.Bot:
     return bot
 
 
-@contextlib.asynccontextmanager
-async def synced_bot(emu: DiscordEmulator) -> AsyncIterator[tuple[World, commands.Bot]]:
-    world = await make_world(emu)
-    bot = build_bot()
-    async with running(emu, world.app, bot):
-        guild = discord.Object(world.guild.id)
-        bot.tree.copy_global_to(guild=guild)
-        await bot.tree.sync(guild=guild)
-        yield world, bot
+def synced_bot(emu: DiscordEmulator) -> contextlib.AbstractAsyncContextManager[tuple[World, commands.Bot]]:
+    return synced(emu, build_bot())
 
 
 async def test_select_on_an_ephemeral_message_is_only_for_its_member_and_only_offered_values() -> None:
