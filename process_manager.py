@@ -36,6 +36,7 @@ from typing import IO, Protocol
 from utils.config import EX_CONFIG, ConfigError, discover_bot_indices, fleet_user_ids, metrics_port, read_token
 from utils.health_probe import (Health, HealthWatcher, format_table, format_uptime, health_timeout, latency_cell,
                                 probe_host, probe_interval, status_report)
+from utils.process_group import signal_group
 from utils.selection import SelectionError, bot_selection_arg, select_bots
 from utils.token_env import bot_environment
 
@@ -611,7 +612,7 @@ class PopenChild:
                     return None
             except ChildProcessError:
                 return self._popen.poll()
-            self._killpg(signal.SIGKILL)  # killasgroup: nothing the bot started outlives it
+            signal_group(self.pid, signal.SIGKILL)  # killasgroup: nothing the bot started outlives it
         elif self._popen.poll() is None:
             return None
         if not self._eof.is_set():  # print its last lines before its exit is reported
@@ -622,15 +623,7 @@ class PopenChild:
 
     def signal(self, sig: int) -> None:
         if self._popen.returncode is None:  # never signal a reaped pid: it may belong to someone else now
-            self._killpg(sig)
-
-    def _killpg(self, sig: int) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            self._popen.send_signal(sig)
+            signal_group(self.pid, sig)
 
 
 class SubprocessSpawner:

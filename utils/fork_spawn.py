@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from utils.process_group import signal_group
+
 PR_SET_CHILD_SUBREAPER = 36
 READY_TIMEOUT = 60.0  # preloading takes ~0.3 s alone, seconds on a busy machine
 REPLY_TIMEOUT = 15.0
@@ -82,7 +84,7 @@ class ForkChild:
         except ChildProcessError:  # reaped elsewhere: its status is lost (never expected with the subreaper)
             self.returncode = UNKNOWN_STATUS
             return self.returncode
-        self._killpg(signal.SIGKILL)  # killasgroup: nothing the bot started outlives it
+        signal_group(self.pid, signal.SIGKILL)  # killasgroup: nothing the bot started outlives it
         if not self._eof.is_set():  # print its last lines before its exit is reported
             self._exited_at = self._exited_at or time.monotonic()
             if time.monotonic() - self._exited_at < self._eof_grace:
@@ -93,15 +95,7 @@ class ForkChild:
 
     def signal(self, sig: int) -> None:
         if self.returncode is None:  # never signal a reaped pid: it may belong to someone else now
-            self._killpg(sig)
-
-    def _killpg(self, sig: int) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            os.kill(self.pid, sig)
+            signal_group(self.pid, sig)
 
 
 def describe_status(code: int | None) -> str:
