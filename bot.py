@@ -114,11 +114,7 @@ class MusicBot(commands.Bot):
         self.stays.load()  # before the cogs: the restore and the watchdog consult it
         for extension in EXTENSIONS:
             try:
-                # Not self.load_extension(): discord.py runs an extension's module afresh from its file on every
-                # load (Bot._load_from_module_spec), so a bot forked from fork_server.py, which imported every cog
-                # module already, would build a private copy of each (~3 MB per bot). The imported module's
-                # setup() registers the same cogs; close() still removes them all (Bot.close removes every cog).
-                await importlib.import_module(extension).setup(self)
+                await setup_extension(self, extension)
             except Exception:
                 log.exception("failed to load extension %s", extension)
         if self.settings.disabled_commands:  # names checked by run() before any cog started
@@ -220,6 +216,17 @@ class CommandCollector(MusicBot):
             self.tree.add_command(command, override=override, guild=guild, guilds=guilds)
 
 
+async def setup_extension(bot: commands.Bot, extension: str) -> None:
+    """Register the cogs of `extension` (a module of commands.EXTENSIONS) on `bot`.
+
+    Not Bot.load_extension(): discord.py runs an extension's module afresh from its file on every load
+    (Bot._load_from_module_spec) and puts the new copy in sys.modules, so a bot forked from fork_server.py,
+    which imported every cog module already, would build a private copy of each (~3 MB per bot). The imported
+    module's setup() registers the same cogs; Bot.close() still removes them all.
+    """
+    await importlib.import_module(extension).setup(bot)
+
+
 async def collect_commands(settings: Settings, *, fail_soft: bool = False) -> app_commands.CommandTree:
     """The slash commands the bots serve: every cog's, read without starting any cog, DISABLED_COMMANDS removed.
 
@@ -231,7 +238,7 @@ async def collect_commands(settings: Settings, *, fail_soft: bool = False) -> ap
     complete = True
     for extension in EXTENSIONS:
         try:
-            await collector.load_extension(extension)
+            await setup_extension(collector, extension)
         except Exception:
             if not fail_soft:
                 raise
