@@ -12,7 +12,7 @@ import pytest
 from discord.ext import tasks
 
 import register_commands as rc
-from bot import MusicBot
+from bot import MusicBot, setup_extension
 from commands import EXTENSIONS
 from utils.config import Settings
 from utils.selection import SelectionError
@@ -33,7 +33,7 @@ async def payload(settings: Settings) -> list[dict[str, Any]]:
 async def test_payload_holds_every_command_the_cogs_define(settings, payload):
     bot = MusicBot(settings)
     for extension in EXTENSIONS:
-        await bot.load_extension(extension)
+        await setup_extension(bot, extension)  # as the bot itself registers its cogs
     try:
         tree_names = [c.name for c in bot.tree.get_commands()]
         cog_names = {c.name for cog in bot.cogs.values() for c in cog.get_app_commands()}
@@ -47,7 +47,7 @@ async def test_payload_holds_every_command_the_cogs_define(settings, payload):
 async def test_payload_is_what_tree_sync_would_upload(settings, payload):
     bot = MusicBot(settings)
     for extension in EXTENSIONS:
-        await bot.load_extension(extension)
+        await setup_extension(bot, extension)  # as the bot itself registers its cogs
     uploaded: list[Any] = []
 
     async def capture(application_id: int, payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -68,7 +68,7 @@ async def test_payload_is_unchanged_from_a_bot_with_every_cog_loaded(settings, p
     bot = MusicBot(settings)
     try:
         for extension in EXTENSIONS:
-            await bot.load_extension(extension)
+            await setup_extension(bot, extension)  # as the bot itself registers its cogs
         before = [c.to_dict(bot.tree) for c in bot.tree.get_commands()]
     finally:
         await bot.close()
