@@ -3,7 +3,8 @@
 A small single-threaded process (in the manner of multiprocessing's forkserver) that process_manager.py
 starts with one end of a unix socket pair. It imports discord.py, wavelink, aiohttp, bot.py's module and
 every cog module, calls gc.freeze() (so the collector never writes to, and un-shares, the pages of the
-preloaded objects), says it is ready, and then forks a bot per request. What it holds before a fork is
+preloaded objects), opts in to kernel same-page merging (utils/ksm.py: the pages the bots still un-share
+are merged again where ksmd runs), says it is ready, and then forks a bot per request. What it holds before a fork is
 code and classes only: no socket but its request socket, no thread, no event loop, no session, no open
 log file, no token (its environment has none; the child reads its own from a pipe the manager fills).
 
@@ -253,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="inherited unix socket to serve")
     parser.add_argument("--manager-pid", type=int, required=True)
     parser.add_argument("--script", type=Path, default=HERE / "bot.py", help="the script each child runs")
+    parser.add_argument("--no-ksm", dest="ksm", action="store_false",
+                        help="do not opt in to kernel same-page merging (utils/ksm.py)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager decides when this server stops
     _die_with_manager(args.manager_pid)
@@ -261,10 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
+    from utils.ksm import opt_in
+
     preload()
+    ksm = opt_in() if args.ksm else "off (--no-ksm)"  # inherited by every bot forked from here
     modules = sorted(m for m in sys.modules if m.split(".")[0] in ("discord", "wavelink", "aiohttp", "bot", "commands"))
     sock.sendall(json.dumps({"ready": True, "pid": os.getpid(), "preload_s": round(time.monotonic() - started, 3),
-                             "modules": modules}).encode())
+                             "modules": modules, "ksm": ksm}).encode())
     serve(sock, args.script.resolve())
     return 0
 

@@ -463,6 +463,20 @@ class FleetManager:
             rows.append(("fork server", "-", str(server), "-", "-", uss, pss,
                          *(("-",) * (len(header) - len(STATUS_HEADER))), "-"))
         self.printer.block(format_status_table(rows, header))
+        if server is not None:
+            self.printer.notice(self.ksm_line(server))
+
+    def ksm_line(self, server: int) -> str:
+        """How much of the forked fleet KSM holds merged (utils/ksm.py), under the status table."""
+        from utils.ksm import host_saved_bytes, ksmd_state, merged_bytes
+
+        pids = [server, *(p.pid for p in self.processes.values() if p.pid is not None and p.state in _LIVE_STATES)]
+        merged = [m for m in map(merged_bytes, pids) if m is not None]
+        saved = host_saved_bytes()
+        if not merged:
+            return f"KSM: ksmd {ksmd_state()}; merged pages not reported by this kernel"
+        return (f"KSM: ksmd {ksmd_state()}; {sum(merged) / 2**20:.1f} MB of the bots' and the fork server's pages "
+                f"are merged ones" + (f"; the host saves {saved / 2**20:.1f} MB by merging" if saved else ""))
 
     def run(self) -> int:
         """The real loop: install signal handlers, tick until finished, never leave a child behind."""
@@ -678,7 +692,9 @@ failures before that -> FATAL for that bot only.
 
 --spawn fork (default) forks each bot from fork_server.py, which has imported discord.py, wavelink
 and the cogs once; if it dies, the manager starts a new one at once (its bots are not its children
-and run on), and a bot is exec'd when no fork server will start.
+and run on), and a bot is exec'd when no fork server will start. The fork server opts itself and its
+bots in to kernel same-page merging (KSM, Linux 6.4+; --no-ksm does not): where the host runs ksmd
+(as root: echo 1 > /sys/kernel/mm/ksm/run), the pages every bot un-shares alike are merged again.
 --spawn exec starts `python bot.py --bot n` per bot, as supervisord does.
 
 health: with METRICS_PORT set, bot n serves /healthz on METRICS_PORT+n (METRICS_HOST, default 127.0.0.1);
@@ -737,6 +753,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="fork: fork each bot from a fork server that has imported discord.py, wavelink and the cogs once "
              "(less memory per bot, faster restarts); exec: start a fresh interpreter per bot "
              "(default: %(default)s)")
+    add("--no-ksm", dest="ksm", action="store_false",
+        help="with --spawn fork: do not opt the bots in to kernel same-page merging (merges only where the host "
+             "runs ksmd; see the README)")
     add("--python", default=sys.executable, metavar="PATH", help="interpreter for the bots (default: this one)")
     add("--bot-script", type=Path, default=HERE / "bot.py", metavar="PATH",
         help="script run as `PATH --bot n` instead of bot.py (for tests; forked bots run it with runpy)")
@@ -804,7 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.spawn == "fork":
         from utils.fork_spawn import ForkServerSpawner
 
-        spawner = ForkServerSpawner(spawner, notify=printer.notice, eof_grace=EOF_GRACE)
+        spawner = ForkServerSpawner(spawner, notify=printer.notice, eof_grace=EOF_GRACE, ksm=args.ksm)
         spawner.restart_server()  # preload before the first bot; a failure falls back to exec per bot
     manager = FleetManager(indices, spawn=spawner, printer=printer, config=config, stagger=args.stagger,
                            status_interval=args.status_interval, health=health)

@@ -15,7 +15,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,54 @@ def memory_of(pid: int) -> dict[str, float]:
     """RSS, USS and PSS of one process, in MiB (psutil memory_full_info)."""
     info = psutil.Process(pid).memory_full_info()
     return {"rss": round(info.rss / MiB, 1), "uss": round(info.uss / MiB, 1), "pss": round(getattr(info, "pss", 0) / MiB, 1)}
+
+
+KSM_RUN = Path("/sys/kernel/mm/ksm/run")
+
+
+@contextmanager
+def ksmd(on: bool) -> Iterator[bool]:
+    """Run the block with the host's ksmd on (or off), as root can: yields whether it is so; restores it after.
+
+    Only the processes that opted in (the fork server and its bots, utils/ksm.py) are scanned; the scan rate
+    stays the kernel's (pages_to_scan, sleep_millisecs)."""
+    try:
+        before = KSM_RUN.read_text().strip()
+    except OSError:
+        yield False
+        return
+    wanted = "1" if on else "0"
+    try:
+        if before != wanted:
+            KSM_RUN.write_text(wanted)
+    except OSError:
+        yield before == wanted
+        return
+    try:
+        yield True
+    finally:
+        if before != wanted:
+            try:
+                KSM_RUN.write_text(before)
+            except OSError:
+                pass
+
+
+def ksmd_settings() -> dict[str, int]:
+    base = KSM_RUN.parent
+    try:
+        return {name: int((base / name).read_text()) for name in ("pages_to_scan", "sleep_millisecs")}
+    except (OSError, ValueError):
+        return {}
+
+
+def ksmd_cpu_s() -> float | None:
+    """CPU seconds the kernel's ksmd thread has used (what merging costs the host), or None."""
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "ksmd":
+            times = proc.cpu_times()
+            return times.user + times.system
+    return None
 
 
 def mean_memory(samples: Sequence[dict[str, float]]) -> dict[str, float]:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from utils.ksm import describe as describe_ksm
 from utils.process_group import signal_group
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -115,13 +116,13 @@ class ForkServer:
     """One running fork_server.py process and our end of its socket."""
 
     def __init__(self, python: str, script: Path, cwd: Path, env: Mapping[str, str],
-                 on_line: Callable[[str], None]) -> None:
+                 on_line: Callable[[str], None], ksm: bool = True) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
         try:
             self.popen = subprocess.Popen(
                 [python, str(cwd / "fork_server.py"), "--fd", str(theirs.fileno()), "--manager-pid", str(os.getpid()),
-                 "--script", str(script)],
+                 "--script", str(script), *(() if ksm else ("--no-ksm",))],
                 cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 pass_fds=(theirs.fileno(),), start_new_session=True)
         except OSError:
@@ -216,9 +217,10 @@ class ForkServer:
 class ForkServerSpawner:
     """The `--spawn fork` seam: fork each bot from a preloaded server; exec it (`fallback`) when that fails."""
 
-    def __init__(self, fallback: Any, *, notify: Callable[[str], None], eof_grace: float = 1.0) -> None:
+    def __init__(self, fallback: Any, *, notify: Callable[[str], None], eof_grace: float = 1.0,
+                 ksm: bool = True) -> None:
         self.fallback = fallback  # a SubprocessSpawner: command(), environment(), cwd, python, script
-        self.notify, self.eof_grace = notify, eof_grace
+        self.notify, self.eof_grace, self.ksm = notify, eof_grace, ksm
         self.server: ForkServer | None = None
         self.wanted = False  # a server should be running: set by restart_server, cleared by close
         self._retry_at = 0.0
@@ -237,9 +239,9 @@ class ForkServerSpawner:
     def start_server(self) -> ForkServer:
         started = time.monotonic()
         server = ForkServer(self.fallback.python, self.fallback.script, self.fallback.cwd,
-                            self.server_environment(), lambda line: self.notify(f"fork server: {line}"))
+                            self.server_environment(), lambda line: self.notify(f"fork server: {line}"), self.ksm)
         self.notify(f"fork server started (pid {server.pid}, preloaded in {server.ready.get('preload_s', '?')} s, "
-                    f"ready after {time.monotonic() - started:.1f} s)")
+                    f"ready after {time.monotonic() - started:.1f} s); {describe_ksm(server.ready.get('ksm', '?'))}")
         return server
 
     def _ensure_server(self) -> ForkServer:

@@ -171,6 +171,10 @@ def test_crashing_bot_backs_off_then_fatal_while_sibling_runs(manager, tmp_path)
     assert re.match(r"\[manager\] Bot 2 +FATAL ", row2), row2
     assert str(bot1) in row1 and "MB" in row1 and row2.endswith("ago") and "exit 3" in row2
     assert "LAST EXIT" in run.output
+    if "--spawn fork" in " ".join(run.proc.args):  # under the table: how much KSM merged (utils/ksm.py)
+        ksm = run.wait_for("KSM: ksmd ")
+        assert re.search(r"KSM: ksmd \w+; (\d+\.\d MB of the bots' and the fork server's pages are merged|merged "
+                         r"pages not reported)", ksm), ksm
 
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
