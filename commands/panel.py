@@ -173,7 +173,21 @@ class Panel(commands.Cog):
                 pass  # already gone, or no permission: a stale panel answers "outdated" anyway
 
     async def replace_panel(self, player: MusicPlayer) -> None:
-        """Post a fresh panel for the current track, deleting the previous one (never two panels)."""
+        """Post a fresh panel for the current track, deleting the previous one (never two panels).
+
+        Songs can change faster than a channel takes messages (Discord allows about 5 per 5 s, and discord.py
+        queues the rest): replacements run one at a time, and those asked for while one runs become a single
+        one after it, for the song playing by then. Without that, rapid skips piled up waiting requests
+        (each holding its panel) and posted every outdated panel in turn, two of them at once at times."""
+        player.panel_wanted = True
+        if player.panel_lock.locked():
+            return  # the running replacement goes round once more
+        async with player.panel_lock:
+            while player.panel_wanted:
+                player.panel_wanted = False
+                await self._replace_panel_once(player)
+
+    async def _replace_panel_once(self, player: MusicPlayer) -> None:
         await self._delete_panel(player)
         if player.home is None or player.current is None:
             return
@@ -186,12 +200,14 @@ class Panel(commands.Cog):
 
     @commands.Cog.listener()
     async def on_music_panel_refresh(self, player: MusicPlayer) -> None:
-        if player.panel_message is None or player.current is None:
-            return
+        message = player.panel_message
+        if message is None or player.current is None or player.panel_lock.locked():
+            return  # a replacement under way posts the state as it is then
         try:
-            await player.panel_message.edit(embed=now_playing_embed(player), view=panel_view(player))
+            await message.edit(embed=now_playing_embed(player), view=panel_view(player))
         except discord.HTTPException:
-            player.panel_message = None
+            if player.panel_message is message:  # not if a new panel replaced it meanwhile
+                player.panel_message = None
 
     # ---- track events --------------------------------------------------------------------------------
 

@@ -100,6 +100,10 @@ class MusicPlayer(wavelink.Player):
         self.home = None
         self.panel_message = None
         self.control_lock = asyncio.Lock()  # serializes toggles (the panel's pause button)
+        # Panel replacements run one at a time; one asked for meanwhile is folded into a single later one
+        # (commands/panel.py): songs can change faster than Discord lets a channel take messages.
+        self.panel_lock = asyncio.Lock()
+        self.panel_wanted = False
         # Watchdog bookkeeping (commands/watchdog.py): when the reported position last moved, since when the
         # player has had nothing to play, and since when nobody has been listening.
         self.progress: tuple[int, float] = (0, time.monotonic())

@@ -181,6 +181,27 @@ async def test_skip_plays_the_next_track_and_skip_to_a_position(scene):
     assert bad.ephemeral and "The queue is empty" in bad.content
 
 
+async def test_rapid_skips_end_with_one_panel_for_the_song_playing_not_a_pile_of_old_ones(scene):
+    """Songs change faster than a channel takes messages (Discord: 5 per 5 s; discord.py queues the rest):
+    the panel of the song playing in the end is posted last, most outdated ones are never posted, and one
+    panel is left in the channel."""
+    await playing(scene)
+    slugs = [f"rapid-{n:02d}" for n in range(1, 13)]
+    for slug in slugs:
+        await scene.cmd(1, "alice", "play", query=track_url(slug))
+    mark = len(scene.fleet.discord.requests)
+    for _ in slugs:  # from the first song to the last of them
+        assert (await scene.cmd(1, "alice", "skip")).content.startswith("Skipped")
+    await scene.wait_track(1, slugs[-1])
+    last = await scene.wait_panel("Rapid 12", timeout=20)  # after the rate limit let it through
+    posts = [r for r in scene.fleet.discord.requests[mark:] if r.method == "POST" and r.status == 200
+             and r.path.endswith(f"/channels/{scene.world.text_id}/messages")]
+    titles = [e.get("description") for r in posts for e in (r.json or {}).get("embeds") or []]
+    assert "Rapid 12" in (titles[-1] or ""), titles  # nothing outdated posted after it
+    assert len(posts) <= 7, titles  # 12 song changes: one panel each was the pile-up
+    assert [p["id"] for p in scene.panels()] == [last["id"]]
+
+
 async def test_stop_clears_the_queue_and_stays(scene):
     await playing(scene)
     await scene.cmd(1, "alice", "play", query=track_url("next-one"))
