@@ -27,6 +27,7 @@ from utils.formatting import truncate
 from utils.lavalink import lavalink_call
 from utils.lyrics import Lyrics, NoTrackOnNode, lyrics_for_player, lyrics_for_track, pages
 from utils.player import MusicPlayer
+from utils.views import dynamic_view
 
 if TYPE_CHECKING:
     from bot import MusicBot
@@ -95,10 +96,9 @@ def render(entry: LyricsPages, page: int | None,
     embed.set_footer(text=f"Page {index + 1}/{len(texts)} · {entry.lyrics.credit()}")
     if len(texts) == 1:
         return embed, None
-    view = discord.ui.View(timeout=None)  # routed by the dynamic item: nothing is kept per view
-    view.add_item(LyricsPageButton(entry.key, max(index - 1, 0), "prev", disabled=index == 0))
-    view.add_item(LyricsPageButton(entry.key, min(index + 1, len(texts) - 1), "next", disabled=index >= len(texts) - 1))
-    return embed, view
+    return embed, dynamic_view(
+        LyricsPageButton(entry.key, max(index - 1, 0), "prev", disabled=index == 0),
+        LyricsPageButton(entry.key, min(index + 1, len(texts) - 1), "next", disabled=index >= len(texts) - 1))
 
 
 class LyricsCog(commands.Cog, name="LyricsCog"):

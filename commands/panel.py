@@ -22,6 +22,7 @@ from utils.lavalink import lavalink_call
 from utils.player import MusicPlayer
 from utils.replies import reply, report_error
 from utils.tracklist import LoopMode
+from utils.views import dynamic_view
 
 if TYPE_CHECKING:
     from bot import MusicBot
@@ -87,10 +88,7 @@ def _look(action: str, player: MusicPlayer | None) -> tuple[str, str | None, dis
 
 
 def panel_view(player: MusicPlayer) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for action in PANEL_ACTIONS:
-        view.add_item(PanelButton(action, player))
-    return view
+    return dynamic_view(*(PanelButton(action, player) for action in PANEL_ACTIONS))
 
 
 async def _refresh(interaction: discord.Interaction, player: MusicPlayer) -> None:

@@ -16,6 +16,7 @@ from utils.errors import BadInput, NotConnected
 from utils.player import MusicPlayer
 from utils.replies import reply
 from utils.tracklist import LoopMode, move, remove_at
+from utils.views import dynamic_view
 
 if TYPE_CHECKING:
     from bot import MusicBot
@@ -55,10 +56,8 @@ class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button],
 
 def queue_view(player: MusicPlayer, owner_id: int, page: int) -> discord.ui.View:
     pages = queue_page_count(player)
-    view = discord.ui.View(timeout=None)
-    view.add_item(QueuePageButton(owner_id, max(page - 1, 1), "prev", disabled=page <= 1))
-    view.add_item(QueuePageButton(owner_id, min(page + 1, pages), "next", disabled=page >= pages))
-    return view
+    return dynamic_view(QueuePageButton(owner_id, max(page - 1, 1), "prev", disabled=page <= 1),
+                        QueuePageButton(owner_id, min(page + 1, pages), "next", disabled=page >= pages))
 
 
 class Queue(commands.Cog):
