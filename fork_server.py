@@ -4,9 +4,10 @@ A small single-threaded process (in the manner of multiprocessing's forkserver) 
 starts with one end of a unix socket pair. It imports discord.py, wavelink, aiohttp, bot.py's module and
 every cog module, calls gc.freeze() (so the collector never writes to, and un-shares, the pages of the
 preloaded objects), opts in to kernel same-page merging (utils/ksm.py: the pages the bots still un-share
-are merged again where ksmd runs), says it is ready, and then forks a bot per request. What it holds before a fork is
-code and classes only: no socket but its request socket, no thread, no event loop, no session, no open
-log file, no token (its environment has none; the child reads its own from a pipe the manager fills).
+are merged again where ksmd runs), says it is ready, and then forks a bot per request. What it holds
+before a fork is code and classes only: no socket but its request socket, no thread, no event loop, no
+session, no open log file, no token (its environment has none; the child reads its own from a pipe the
+manager fills).
 
 Request (one SOCK_SEQPACKET message, socket.send_fds): JSON {"argv": [...], "cwd": ...} with two fds,
 the write end of the pipe that becomes the child's stdout and stderr, and the read end of a pipe on which

@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 
 PR_SET_MEMORY_MERGE = 67
-PR_GET_MEMORY_MERGE = 68
 KSM_SYSFS = Path("/sys/kernel/mm/ksm")
 ENABLE_HINT = "as root: echo 1 > /sys/kernel/mm/ksm/run"
 
