@@ -198,9 +198,12 @@ class Panel(commands.Cog):
 
     @commands.Cog.listener()
     async def on_music_panel_refresh(self, player: MusicPlayer) -> None:
+        if player.panel_lock.locked():  # a replacement under way may have built its panel already
+            player.panel_wanted = True  # so it goes round once more, with the state as it is now
+            return
         message = player.panel_message
-        if message is None or player.current is None or player.panel_lock.locked():
-            return  # a replacement under way posts the state as it is then
+        if message is None or player.current is None:
+            return
         try:
             await message.edit(embed=now_playing_embed(player), view=panel_view(player))
         except discord.HTTPException:
