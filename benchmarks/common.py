@@ -26,6 +26,7 @@ import psutil
 from sandbox.control import Sandbox
 from tests.faults.helpers import manager_children, start_manager, stop_manager
 from tests.helpers import ROOT, Proc, clean_env, start_bot
+from utils.ksm import KSM_SYSFS
 
 PYTHON = sys.executable
 MiB = 2**20
@@ -81,7 +82,7 @@ def memory_of(pid: int) -> dict[str, float]:
     return {"rss": round(info.rss / MiB, 1), "uss": round(info.uss / MiB, 1), "pss": round(getattr(info, "pss", 0) / MiB, 1)}
 
 
-KSM_RUN = Path("/sys/kernel/mm/ksm/run")
+KSM_RUN = KSM_SYSFS / "run"
 
 
 @contextmanager
@@ -113,9 +114,8 @@ def ksmd(on: bool) -> Iterator[bool]:
 
 
 def ksmd_settings() -> dict[str, int]:
-    base = KSM_RUN.parent
     try:
-        return {name: int((base / name).read_text()) for name in ("pages_to_scan", "sleep_millisecs")}
+        return {name: int((KSM_SYSFS / name).read_text()) for name in ("pages_to_scan", "sleep_millisecs")}
     except (OSError, ValueError):
         return {}
 

@@ -26,6 +26,16 @@ _SCRUB = re.compile(r"^(BOT_TOKEN.*|BOT_ID|BOT_CLIENT_ID_.*|LAVALINK_.*|DISCORD_
 MACHINE_SPEED = {"COOLDOWN_PLAY": "off", "COOLDOWN_CONTROLS": "off"}
 
 
+def ksm_merge_any(pid: int | str = "self") -> bool | None:
+    """Whether process `pid` opted in to same-page merging (utils/ksm.py), or None: a kernel that does not
+    report it in /proc/PID/ksm_stat (before Linux 6.4)."""
+    stat = Path(f"/proc/{pid}/ksm_stat")
+    text = stat.read_text() if stat.exists() else ""
+    if "ksm_merge_any:" not in text:
+        return None
+    return "ksm_merge_any: yes" in text
+
+
 def copy_tracked(folder: str, dest: Path) -> list[str]:
     """Copy what a fresh clone holds under `folder` (the files git tracks there) into `dest`; their paths.
 

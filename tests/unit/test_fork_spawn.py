@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ksm_merge_any
 from utils import fork_spawn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,11 +164,7 @@ def test_the_fork_server_holds_nothing_a_bot_must_own_before_it_forks():
     assert lines == []  # it printed nothing
 
 
-KSM_STAT = Path("/proc/self/ksm_stat")
-KSM_MERGE_ANY = KSM_STAT.exists() and "ksm_merge_any" in KSM_STAT.read_text()
-
-
-@pytest.mark.skipif(not KSM_MERGE_ANY, reason="this kernel does not report PR_SET_MEMORY_MERGE (Linux 6.4+)")
+@pytest.mark.skipif(ksm_merge_any() is None, reason="this kernel does not report PR_SET_MEMORY_MERGE (Linux 6.4+)")
 @pytest.mark.parametrize("ksm", [True, False])
 def test_the_fork_server_opts_in_to_same_page_merging_unless_told_not_to(ksm):
     import os
@@ -176,8 +173,7 @@ def test_the_fork_server_opts_in_to_same_page_merging_unless_told_not_to(ksm):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOT_TOKEN")}
     server = fork_spawn.ForkServer(sys.executable, ROOT / "bot.py", ROOT, env, print, ksm=ksm)
     try:
-        stat = Path(f"/proc/{server.pid}/ksm_stat").read_text()
         assert server.ready["ksm"] == ("on" if ksm else "off (--no-ksm)")
-        assert ("ksm_merge_any: yes" if ksm else "ksm_merge_any: no") in stat, stat
+        assert ksm_merge_any(server.pid) is ksm
     finally:
         server.close()
