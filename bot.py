@@ -37,6 +37,7 @@ from utils.command_switches import check_names, disable_commands
 from utils.config import EX_CONFIG, ConfigError, Settings
 from utils.config_exit import hold_config_exit
 from utils.endpoints import apply_endpoint_overrides
+from utils.gateway_compression import use_zlib_stream
 from utils.health import HealthInput, LoopLagMonitor
 from utils.lavalink import NodeLink
 from utils.log import setup_logging
@@ -87,6 +88,7 @@ class MusicBot(commands.Bot):
 
     def __init__(self, settings: Settings) -> None:
         intents = build_intents()
+        use_zlib_stream()  # not zstd-stream: its decoder's window costs each bot 2 MB more (utils/gateway_compression.py)
         self.request_budget = FailureBudget(settings.failed_request_budget)
         super().__init__(
             command_prefix=commands.when_mentioned,  # unused: slash commands only

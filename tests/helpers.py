@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NO_ZSTD_DIR = Path(__file__).resolve().parent / "no_zstd"  # a `zstandard` that fails to import
 
 # Variables from the developer's own environment that must not leak into a test process.
 _SCRUB = re.compile(r"^(BOT_TOKEN.*|BOT_ID|BOT_CLIENT_ID_.*|LAVALINK_.*|DISCORD_.*|TEST_GUILD_ID|LOG_.*|STATE_DIR|"
