@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 REQUESTER_KEY = "requester_id"
 FIND_AGAIN_TIMEOUT = 8.0
 REJECTED_TRACK_STATUSES = (400, 500)
-HISTORY_LIMIT = 100  # played songs kept for /previous (the snapshot keeps the newest HISTORY_KEPT of them)
+# Played songs kept for /previous: as many as a snapshot keeps, so a restart gives back the same history (each
+# song is ~3 KB of decoded Lavalink JSON the bot would otherwise keep for nothing after a restart).
+HISTORY_LIMIT = HISTORY_KEPT
 
 
 def requester_id(track: wavelink.Playable | None) -> int | None:
