@@ -88,7 +88,6 @@ class MusicBot(commands.Bot):
 
     def __init__(self, settings: Settings) -> None:
         intents = build_intents()
-        use_zlib_stream()  # not zstd-stream: its decoder's window costs each bot 2 MB more (utils/gateway_compression.py)
         self.request_budget = FailureBudget(settings.failed_request_budget)
         super().__init__(
             command_prefix=commands.when_mentioned,  # unused: slash commands only
@@ -268,6 +267,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run(settings: Settings) -> int:
     """Run until stopped. Returns the process exit code."""
     apply_endpoint_overrides(settings.api_base, settings.gateway_url)
+    use_zlib_stream()  # not zstd-stream: its decoder's window costs each bot 2 MB more (utils/gateway_compression.py)
     if settings.disabled_commands:
         try:  # before any cog starts: a typo in DISABLED_COMMANDS must not leave a command on
             await collect_commands(settings, fail_soft=True)

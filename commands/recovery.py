@@ -27,8 +27,9 @@ Every place that writes a private attribute of wavelink or discord.py is in this
 behaviour it works around: RecoveringPlayer (the player bots connect with: a bounded disconnect, wavelink's
 position basis, its auto-play task), resume_saved_sessions, accept_every_voice_close_code and the gateway
 takeover. Re-resolving a rejected track needs only wavelink's public API: MusicPlayer.play in utils/player.py.
-One such write is not recovery and stays with its job: utils/versioned_queue.py swaps wavelink.Queue's internal
-list for one that counts changes (snapshot bookkeeping). tests/unit/test_private_writes.py keeps it that way.
+Two such writes are not recovery and stay with their jobs: utils/versioned_queue.py swaps wavelink.Queue's internal
+list for one that counts changes (snapshot bookkeeping), and utils/gateway_compression.py sets discord.py's gateway
+decoder (zlib-stream, not zstd-stream: memory). tests/unit/test_private_writes.py keeps it that way.
 """
 
 from __future__ import annotations

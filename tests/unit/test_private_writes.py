@@ -9,8 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HOME = "commands/recovery.py"
 # VersionedQueue swaps wavelink.Queue's internal list for one that counts changes (snapshot bookkeeping, not
-# recovery); the module's docstring names the gap and recovery.py's docstring points to it.
-ALSO_ALLOWED = {"utils/versioned_queue.py"}
+# recovery), and gateway_compression picks discord.py's gateway decoder (memory, not recovery); each module's
+# docstring names the gap and recovery.py's docstring points to both.
+ALSO_ALLOWED = {"utils/versioned_queue.py", "utils/gateway_compression.py"}
 MUTATORS = {"pop", "clear", "append", "extend", "insert", "remove", "update", "setdefault", "popitem", "add",
             "discard"}
 
