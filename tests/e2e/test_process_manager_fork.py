@@ -125,6 +125,8 @@ async def test_forked_bots_are_separate_processes_with_their_own_sessions_and_ra
         assert ksm_merge_any(pid) is not False
     for n in (1, 2, 3):
         assert fleet.discord.gateway_stats(fleet.apps[n - 1])["identifies"] == 1
+        # the choice made in bot.run() holds in a forked bot too (utils/gateway_compression.py)
+        assert fleet.discord.gateway_stats(fleet.apps[n - 1])["compression"] == ["zlib-stream"]
     sessions = [fleet.lavalink_sessions(n) for n in (1, 2, 3)]
     assert all(len(s) == 1 for s in sessions) and len({s[0] for s in sessions}) == 3, sessions
 
