@@ -47,20 +47,22 @@ def ksmd_state(sysfs: Path = KSM_SYSFS) -> str:
     return {"0": "off", "1": "on", "2": "unmerging"}.get(run, f"run={run}")
 
 
-def merged_bytes(pid: int) -> int | None:
-    """Bytes of `pid`'s memory backed by merged pages (/proc/PID/ksm_merging_pages), or None."""
+def _pages_as_bytes(counter: Path) -> int | None:
+    """A page count the kernel reports in `counter`, in bytes, or None where it reports none."""
     try:
-        return int(Path(f"/proc/{pid}/ksm_merging_pages").read_text()) * os.sysconf("SC_PAGE_SIZE")
+        return int(counter.read_text()) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError):
         return None
+
+
+def merged_bytes(pid: int) -> int | None:
+    """Bytes of `pid`'s memory backed by merged pages (/proc/PID/ksm_merging_pages), or None."""
+    return _pages_as_bytes(Path(f"/proc/{pid}/ksm_merging_pages"))
 
 
 def host_saved_bytes(sysfs: Path = KSM_SYSFS) -> int | None:
     """Memory the host saves by merging, all processes together (pages_sharing: mappings beyond the first)."""
-    try:
-        return int((sysfs / "pages_sharing").read_text()) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return None
+    return _pages_as_bytes(sysfs / "pages_sharing")
 
 
 def describe(opted: str, sysfs: Path = KSM_SYSFS) -> str:
